@@ -1,0 +1,147 @@
+"""The one source of truth for a run's options: a frozen dataclass, validated on creation.
+
+Every field becomes a CLI flag in ``esjax.train`` (kebab-case; booleans as --x/--no-x),
+with the field's ``help`` as its help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from esjax.core.fitness import RETURN_PROC_MODES
+from esjax.optim import OPTIMIZERS
+from esjax.policy import NONLINEARITIES
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration problem; its message is one line naming problem and fix."""
+
+
+def _opt(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of a training run (semantics of the OpenAI ES reference)."""
+
+    env: str = _opt("AntBulletEnv-v0", "Gymnasium environment id (Box observations and actions).")
+    seed: int = _opt(0, "Seed of the noise table, the initial policy and every random stream.")
+    run_dir: str = _opt("runs", "Parent folder; each run writes its own timestamped subfolder.")
+    max_timesteps: int = _opt(
+        10_000_000, "Stop after this many training timesteps (whichever limit comes first)."
+    )
+    max_generations: int = _opt(0, "Stop after this many generations; 0 means no limit.")
+    population_size: int = _opt(
+        40, "Minimum episodes per generation (mirrored sampling: two per noise vector)."
+    )
+    timesteps_per_gen: int = _opt(10_000, "Minimum training timesteps per generation.")
+    num_workers: int = _opt(0, "Worker processes; 0 means one per CPU core.")
+    envs_per_worker: int = _opt(8, "Environments each worker steps in lockstep (one policy call).")
+    learning_rate: float = _opt(0.01, "Step size of the optimizer (or of plain gradient ascent).")
+    noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
+    l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")
+    snapshot_freq: int = _opt(10, "Save theta and observation statistics every N gens; 0 = never.")
+    eval_prob: float = _opt(
+        0.05, "Chance that the next episode is a noiseless evaluation of theta."
+    )
+    calc_obstat_prob: float = _opt(
+        0.1, "Chance that a rollout contributes to the observation statistics."
+    )
+    return_proc_mode: str = _opt(
+        "centered_rank", "Fitness shaping of returns.", choices=RETURN_PROC_MODES
+    )
+    mirrored_sampling: bool = _opt(True, "Evaluate theta + sigma*eps and theta - sigma*eps.")
+    fitness_shaping: bool = _opt(True, "Shape returns with --return-proc-mode (else raw).")
+    weight_decay: bool = _opt(True, "Apply L2 weight decay with --l2coeff.")
+    discretize_actions: bool = _opt(False, "Pick each action from --ac-bins uniform bins.")
+    gradient_optimizer: bool = _opt(True, "Use --optimizer; off means plain gradient ascent.")
+    observation_normalization: bool = _opt(True, "Normalize observations by running stats.")
+    divide_by_stdev: bool = _opt(False, "Divide the gradient estimate by --noise-stdev.")
+    hidden_dims: tuple[int, ...] = _opt((256, 256), "Hidden layer sizes of the MLP policy.")
+    nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=tuple(NONLINEARITIES))
+    ac_noise_std: float = _opt(0.01, "Gaussian action noise in training episodes (not eval).")
+    ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
+    optimizer: str = _opt("adam", "Gradient optimizer (optax).", choices=OPTIMIZERS)
+    momentum: float = _opt(0.9, "Momentum of the sgd optimizer.")
+    noise_table_size: int = _opt(
+        250_000_000, "Float32 values in the shared noise table (250M = 1 GB)."
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+        for problem in _problems(self):
+            raise ConfigError(problem)
+
+    @property
+    def workers(self) -> int:
+        """Number of worker processes actually started."""
+        return self.num_workers or os.cpu_count() or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden_dims"] = list(self.hidden_dims)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; remove them or fix the spelling")
+        return cls(**d)
+
+
+def _problems(c: Config):
+    """Yield one-line messages for every invalid option (first one is raised)."""
+    positive_ints = ("population_size", "timesteps_per_gen", "envs_per_worker", "noise_table_size")
+    for name in positive_ints:
+        if getattr(c, name) < 1:
+            yield f"--{_flag(name)} must be >= 1 (got {getattr(c, name)})"
+    for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
+        if getattr(c, name) < 0:
+            yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
+    if c.max_timesteps == 0 and c.max_generations == 0:
+        yield "no budget: give --max-timesteps or --max-generations a positive value"
+    for name in ("eval_prob", "calc_obstat_prob"):
+        v = getattr(c, name)
+        if not 0.0 <= v <= 1.0:
+            yield f"--{_flag(name)} is a probability: give a value in [0, 1] (got {v})"
+    if c.eval_prob >= 1.0:
+        yield "--eval-prob 1 leaves no training episodes: give a value below 1"
+    if not c.noise_stdev > 0:
+        yield f"--noise-stdev must be > 0 (got {c.noise_stdev})"
+    if not c.learning_rate > 0:
+        yield f"--learning-rate must be > 0 (got {c.learning_rate})"
+    if c.l2coeff < 0:
+        yield f"--l2coeff must be >= 0 (got {c.l2coeff})"
+    if c.ac_noise_std < 0:
+        yield f"--ac-noise-std must be >= 0 (got {c.ac_noise_std})"
+    if not 0.0 <= c.momentum < 1.0:
+        yield f"--momentum must be in [0, 1) (got {c.momentum})"
+    if not c.hidden_dims or any(h < 1 for h in c.hidden_dims):
+        yield f"--hidden-dims needs one or more positive sizes (got {list(c.hidden_dims)})"
+    if c.discretize_actions and c.ac_bins < 2:
+        yield f"--ac-bins must be >= 2 with --discretize-actions (got {c.ac_bins})"
+    if c.return_proc_mode not in RETURN_PROC_MODES:
+        yield f"--return-proc-mode must be one of {', '.join(RETURN_PROC_MODES)}"
+    if c.nonlin not in NONLINEARITIES:
+        yield f"--nonlin must be one of {', '.join(NONLINEARITIES)}"
+    if c.optimizer not in OPTIMIZERS:
+        yield f"--optimizer must be one of {', '.join(OPTIMIZERS)}"
+    if c.return_proc_mode != "centered_rank" and not c.fitness_shaping:
+        yield (
+            f"--return-proc-mode {c.return_proc_mode} has no effect with --no-fitness-shaping: "
+            "turn fitness shaping on or leave the mode at centered_rank"
+        )
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

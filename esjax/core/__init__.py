@@ -1,0 +1,42 @@
+"""Pure JAX core of esjax: no I/O, no processes, no environments."""
+
+from esjax.core.es import ES, ESState, TellInfo, make_es
+from esjax.core.fitness import (
+    RETURN_PROC_MODES,
+    centered_ranks,
+    noise_weights,
+    ranks,
+    shape_returns,
+)
+from esjax.core.gradient import es_gradient, weighted_noise_sum
+from esjax.core.noise import fill_noise_table, get_noise, get_noise_batch, sample_offsets
+from esjax.core.obstat import (
+    ObStat,
+    obstat_from_batch,
+    obstat_init,
+    obstat_mean_std,
+    obstat_merge,
+)
+
+__all__ = [
+    "ES",
+    "ESState",
+    "ObStat",
+    "RETURN_PROC_MODES",
+    "TellInfo",
+    "centered_ranks",
+    "es_gradient",
+    "fill_noise_table",
+    "get_noise",
+    "get_noise_batch",
+    "make_es",
+    "noise_weights",
+    "obstat_from_batch",
+    "obstat_init",
+    "obstat_mean_std",
+    "obstat_merge",
+    "ranks",
+    "sample_offsets",
+    "shape_returns",
+    "weighted_noise_sum",
+]

@@ -1,0 +1,50 @@
+"""Which episodes a generation runs: a fixed, seeded sequence of work units.
+
+Unit u of generation g is either a noiseless evaluation of θ or one noise vector
+(two episodes, θ ± σε, with mirrored sampling). Everything about it (noise offset, env
+seed, action-noise seed, whether it gathers observation statistics) derives from
+(seed, g, u) alone, so results do not depend on how many workers run them or in which
+order they finish. A generation uses the shortest prefix of its sequence that meets the
+episode and timestep minimums.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+UNIT_BLOCK = 256  # units generated per call
+
+
+class Units(NamedTuple):
+    """Metadata of UNIT_BLOCK consecutive units; every field has shape (UNIT_BLOCK,)."""
+
+    offset: jax.Array  # int32, noise-table offset
+    is_eval: jax.Array  # bool, noiseless evaluation episode
+    calc_obstat: jax.Array  # bool, contributes to observation statistics
+    env_seed: jax.Array  # uint32, seed of env.reset (shared by both mirrored episodes)
+    noise_seed: jax.Array  # uint32, seed of the action-noise stream
+
+
+def sample_units(
+    key: jax.Array,
+    generation: int,
+    block: int,
+    table_size: int,
+    dim: int,
+    eval_prob: float,
+    calc_obstat_prob: float,
+) -> Units:
+    """Units ``block * UNIT_BLOCK ...`` of ``generation``, derived from ``key`` only."""
+    k = jax.random.fold_in(jax.random.fold_in(key, generation), block)
+    k_off, k_eval, k_obs, k_env, k_noise = jax.random.split(k, 5)
+    n = UNIT_BLOCK
+    return Units(
+        offset=jax.random.randint(k_off, (n,), 0, table_size - dim + 1, dtype=jnp.int32),
+        is_eval=jax.random.uniform(k_eval, (n,)) < eval_prob,
+        calc_obstat=jax.random.uniform(k_obs, (n,)) < calc_obstat_prob,
+        env_seed=jax.random.bits(k_env, (n,), jnp.uint32),
+        noise_seed=jax.random.bits(k_noise, (n,), jnp.uint32),
+    )

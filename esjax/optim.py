@@ -1,0 +1,36 @@
+"""The optax transformation that turns a (descent) gradient into a parameter update."""
+
+from __future__ import annotations
+
+import optax
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    gradient_optimizer: bool = True,
+    momentum: float = 0.9,
+    weight_decay: bool = True,
+    l2coeff: float = 0.005,
+) -> optax.GradientTransformation:
+    """Optimizer for a loss gradient (the ES trainer feeds it minus the ascent direction).
+
+    - ``adam``: Adam(lr, 0.9, 0.999, 1e-8), as the OpenAI reference.
+    - ``sgd``: momentum as in the reference, ``v <- m v + (1 - m) g``, step ``-lr v``.
+    - ``gradient_optimizer=False``: plain ascent, step ``-lr g``.
+    Weight decay adds ``l2coeff * theta`` to the gradient first (an L2 pull toward zero)
+    in every case.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+    parts = [optax.add_decayed_weights(l2coeff)] if weight_decay and l2coeff else []
+    if not gradient_optimizer:
+        parts.append(optax.sgd(learning_rate))
+    elif name == "adam":
+        parts.append(optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8))
+    else:
+        parts += [optax.ema(momentum, debias=False), optax.scale(-learning_rate)]
+    return optax.chain(*parts)

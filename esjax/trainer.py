@@ -1,0 +1,369 @@
+"""The one loop with side effects: ask workers for episodes, tell ES the returns, log."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from esjax.checkpoint import Snapshots
+from esjax.config import Config, ConfigError
+from esjax.core.es import ESState, make_es
+from esjax.core.obstat import (
+    ObStat,
+    obstat_init,
+    obstat_mean_std,
+    obstat_merge,
+)
+from esjax.core.schedule import UNIT_BLOCK, sample_units
+from esjax.envs import EnvInfo, env_info
+from esjax.metrics import CsvLog
+from esjax.optim import make_optimizer
+from esjax.policy import PolicySpec, policy_init
+from esjax.pool import (
+    Episode,
+    EpisodeResult,
+    NonFiniteError,
+    SharedNoiseTable,
+    WorkerConfig,
+    WorkerPool,
+)
+
+# Workers keep this many episodes queued beyond their env slots, so no slot waits on IPC.
+QUEUE_AHEAD = 2
+
+
+def policy_spec(cfg: Config, info: EnvInfo) -> PolicySpec:
+    """The policy network for ``cfg`` on an environment with ``info``'s spaces."""
+    return PolicySpec(
+        ob_dim=info.ob_dim,
+        ac_dim=info.ac_dim,
+        hidden_dims=cfg.hidden_dims,
+        nonlin=cfg.nonlin,
+        ac_low=info.ac_low,
+        ac_high=info.ac_high,
+        ac_bins=cfg.ac_bins if cfg.discretize_actions else 0,
+        normalize_obs=cfg.observation_normalization,
+    )
+
+
+@dataclass
+class Generation:
+    """Results of the prefix of one generation's unit sequence that the update uses."""
+
+    train: list[list[EpisodeResult]] = field(default_factory=list)  # per unit: 1 or 2 parts
+    evals: list[EpisodeResult] = field(default_factory=list)
+    workers: set[int] = field(default_factory=set)
+    skipped: int = 0  # episodes run or started but not used (older θ or past the prefix)
+
+
+@dataclass
+class Totals:
+    """Counters over the whole run."""
+
+    generation: int = 0
+    episodes: int = 0
+    timesteps: int = 0
+    time_elapsed: float = 0.0
+    best_eval: float = -math.inf
+
+
+class Trainer:
+    """Owns the pool, the noise table and the ES state for one run directory."""
+
+    def __init__(self, cfg: Config, log: Callable[[str], None] = print):
+        self.cfg, self.log = cfg, log
+        self.info = env_info(cfg.env)
+        self.spec = policy_spec(cfg, self.info)
+        self.num_params = self.spec.num_params
+        if cfg.noise_table_size < self.num_params:
+            raise ConfigError(
+                f"--noise-table-size {cfg.noise_table_size:,} is smaller than the policy's "
+                f"{self.num_params:,} parameters: enlarge the table or shrink --hidden-dims"
+            )
+        key = jax.random.PRNGKey(cfg.seed)
+        key_init, self.key_units = jax.random.split(key)
+        optimizer = make_optimizer(
+            cfg.optimizer, cfg.learning_rate, gradient_optimizer=cfg.gradient_optimizer,
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, l2coeff=cfg.l2coeff,
+        )  # fmt: skip
+        es = make_es(
+            self.num_params, optimizer, noise_stdev=cfg.noise_stdev,
+            mirrored_sampling=cfg.mirrored_sampling, fitness_shaping=cfg.fitness_shaping,
+            return_proc_mode=cfg.return_proc_mode, divide_by_stdev=cfg.divide_by_stdev,
+        )  # fmt: skip
+        self.state: ESState = es.init(policy_init(key_init, self.spec))
+        self._tell = jax.jit(es.tell)
+        self._sample_units = jax.jit(sample_units, static_argnums=(1, 2, 3, 4, 5, 6))
+        self._unit_blocks: dict[int, dict[str, np.ndarray]] = {}
+        self.obstat: ObStat = obstat_init(self.info.ob_dim)
+        self.totals = Totals()
+        self.noise: SharedNoiseTable | None = None
+        self.pool: WorkerPool | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        """Create the shared noise table and start the workers."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.noise = SharedNoiseTable(cfg.noise_table_size, seed=cfg.seed)
+        self.table = jax.dlpack.from_dlpack(self.noise.array)  # zero-copy, passed to jit
+        self.log(
+            f"noise table: {cfg.noise_table_size:,} floats ({4 * cfg.noise_table_size / 1e9:.2f}"
+            f" GB) in {time.perf_counter() - t0:.1f} s; policy: {self.num_params:,} parameters"
+        )
+        wcfg = WorkerConfig(
+            cfg.env, self.spec, self.noise.name, cfg.noise_table_size, cfg.noise_stdev,
+            cfg.ac_noise_std, cfg.envs_per_worker,
+        )  # fmt: skip
+        self.pool = WorkerPool(wcfg, cfg.workers)
+        self.pool.start()
+        self.log(f"{cfg.workers} workers x {cfg.envs_per_worker} envs of {cfg.env} ready "
+                 f"after {time.perf_counter() - t0:.1f} s")  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the workers and free the noise table (safe to call twice)."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.noise is not None:
+            self.table = None
+            self.noise.close()
+            self.noise = None
+
+    def budget_left(self) -> bool:
+        cfg, t = self.cfg, self.totals
+        if cfg.max_generations and t.generation >= cfg.max_generations:
+            return False
+        return not (cfg.max_timesteps and t.timesteps >= cfg.max_timesteps)
+
+    # -- the loop ----------------------------------------------------------------
+    def train(self, run_dir: Path, on_generation: Callable[[dict], None] | None = None) -> None:
+        """Run generations until the budget is spent, logging and snapshotting to ``run_dir``."""
+        csv_log = CsvLog(Path(run_dir) / "log.csv")
+        snaps = Snapshots(run_dir)
+        try:
+            while self.budget_left():
+                row = self.step()
+                csv_log.write(row)
+                if on_generation:
+                    on_generation(row)
+                g = self.totals.generation
+                if self.cfg.snapshot_freq and g % self.cfg.snapshot_freq == 0:
+                    snaps.save(g, self.snapshot())
+            if self.totals.generation not in snaps.steps():
+                snaps.save(self.totals.generation, self.snapshot())
+        except NonFiniteError:
+            snaps.save(self.totals.generation, self.snapshot())  # the last finite θ
+            raise
+        finally:
+            csv_log.close()
+            snaps.close()
+
+    def step(self) -> dict:
+        """One generation: collect the prefix, update θ and the statistics; the log row."""
+        t0 = time.perf_counter()
+        gen_index = self.totals.generation
+        ob_mean, ob_std = obstat_mean_std(self.obstat)
+        theta = np.asarray(self.state.theta)
+        gen = self._collect(gen_index, theta, ob_mean, ob_std)
+
+        offsets = np.array([u[0].episode.offset for u in gen.train], np.int32)
+        returns = np.array([[r.ret for r in u] for u in gen.train], np.float32)
+        sign_returns = np.array([[r.sign_ret for r in u] for u in gen.train], np.float32)
+        lengths = np.array([[r.length for r in u] for u in gen.train], np.int64)
+        self.state, info = self._tell(self.state, self.table, *_pad_units(
+            offsets, returns, sign_returns))  # fmt: skip
+        if not np.isfinite(np.asarray(self.state.theta)).all():
+            self.state = self.state._replace(theta=theta)  # keep the last finite θ to save
+            raise NonFiniteError(
+                f"theta became non-finite in generation {gen_index}: lower --learning-rate "
+                "or --noise-stdev"
+            )
+        ob_count = 0
+        if self.cfg.observation_normalization:
+            for r in (r for u in gen.train for r in u):
+                if r.ob_count:
+                    self.obstat = obstat_merge(
+                        self.obstat, ObStat(r.ob_sum, r.ob_sumsq, r.ob_count)
+                    )
+                    ob_count += r.ob_count
+
+        t = self.totals
+        t.generation += 1
+        t.episodes += returns.size
+        t.timesteps += int(lengths.sum())
+        dt = time.perf_counter() - t0
+        t.time_elapsed += dt
+        eval_rets = np.array([r.ret for r in gen.evals], np.float64)
+        if eval_rets.size:
+            t.best_eval = max(t.best_eval, float(eval_rets.mean()))
+        tp = [r.time_predict for u in gen.train for r in u] + [r.time_predict for r in gen.evals]
+        tp_count = sum(x[3] for x in tp)
+        used = returns.size + len(gen.evals)
+        return {
+            "Generation": gen_index,
+            "GenRewMean": float(returns.mean()),
+            "GenRewStd": float(returns.std()),
+            "GenLenMean": float(lengths.mean()),
+            "EvalGenRewardMean": float(eval_rets.mean()) if eval_rets.size else math.nan,
+            "EvalGenRewardStd": float(eval_rets.std()) if eval_rets.size else math.nan,
+            "EvalGenLengthMean": (
+                float(np.mean([r.length for r in gen.evals])) if gen.evals else math.nan
+            ),
+            "EvalGenCount": len(gen.evals),
+            "EpisodesThisGen": int(returns.size),
+            "EpisodesSoFar": t.episodes,
+            "TimestepsThisGen": int(lengths.sum()),
+            "TimestepsSoFar": t.timesteps,
+            "UniqueWorkers": len(gen.workers),
+            "ResultsSkippedFrac": gen.skipped / max(1, gen.skipped + used),
+            "ObCount": ob_count,
+            "TimeElapsedThisGen": dt,
+            "TimeElapsed": t.time_elapsed,
+            "TimePredictMin": min((x[1] for x in tp), default=math.nan),
+            "TimePredictMax": max((x[2] for x in tp), default=math.nan),
+            "TimePredictMean": sum(x[0] for x in tp) / tp_count if tp_count else math.nan,
+            "TimePredictCount": tp_count,
+            "GenRewMax": float(returns.max()),
+            "EvalBestSoFar": t.best_eval if t.best_eval > -math.inf else math.nan,
+            "GradNorm": float(info.grad_norm),
+            "UpdateRatio": float(info.update_ratio),
+            "StepsPerSec": int(lengths.sum() + sum(r.length for r in gen.evals)) / dt,
+        }
+
+    def snapshot(self) -> dict:
+        """The state to save: θ, optimizer state, observation statistics, counters."""
+        t = self.totals
+        return {
+            "theta": np.asarray(self.state.theta),
+            "opt_state": jax.tree.map(np.asarray, self.state.opt_state),
+            "obstat": {
+                "sum": self.obstat.sum,
+                "sumsq": self.obstat.sumsq,
+                "count": np.float64(self.obstat.count),
+            },
+            "counters": {
+                "generation": np.int64(t.generation),
+                "episodes": np.int64(t.episodes),
+                "timesteps": np.int64(t.timesteps),
+                "time_elapsed": np.float64(t.time_elapsed),
+            },
+        }
+
+    # -- collecting one generation -----------------------------------------------
+    def _units(self, gen: int, unit: int) -> dict[str, np.ndarray]:
+        """Metadata of ``unit`` (see core.schedule), cached per block of units."""
+        block, i = divmod(unit, UNIT_BLOCK)
+        key = (gen, block)
+        if key not in self._unit_blocks:
+            cfg = self.cfg
+            units = self._sample_units(
+                self.key_units, gen, block, cfg.noise_table_size, self.num_params,
+                cfg.eval_prob, cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
+            )  # fmt: skip
+            self._unit_blocks = {key: {k: np.asarray(v) for k, v in units._asdict().items()}}
+        b = self._unit_blocks[key]
+        return {k: v[i] for k, v in b.items()}
+
+    def _episodes_of(self, gen: int, unit: int) -> list[Episode]:
+        u = self._units(gen, unit)
+        common = dict(
+            gen=gen, unit=unit, offset=int(u["offset"]), env_seed=int(u["env_seed"]),
+            noise_seed=int(u["noise_seed"]), calc_obstat=bool(u["calc_obstat"]),
+        )  # fmt: skip
+        if u["is_eval"]:
+            return [Episode(part=0, sign=0, **common)]
+        signs = (1, -1) if self.cfg.mirrored_sampling else (1,)
+        return [Episode(part=p, sign=s, **common) for p, s in enumerate(signs)]
+
+    def _collect(self, gen: int, theta, ob_mean, ob_std) -> Generation:
+        """Hand out the generation's episodes in sequence order, keeping every worker's
+        slots busy, until a prefix of complete units meets both minimums."""
+        cfg, pool = self.cfg, self.pool
+        pool.broadcast_params(gen, theta, ob_mean, ob_std)
+        capacity = cfg.envs_per_worker + QUEUE_AHEAD
+        outstanding = [0] * cfg.workers
+        to_send: deque[Episode] = deque()
+        parts: dict[int, int] = {}  # unit -> number of episodes
+        done: dict[tuple[int, int], tuple[int, EpisodeResult]] = {}
+        next_unit = 0
+        out = Generation()
+
+        def top_up(w: int) -> None:
+            nonlocal next_unit
+            while outstanding[w] < capacity:
+                if not to_send:
+                    eps = self._episodes_of(gen, next_unit)
+                    parts[next_unit] = len(eps)
+                    to_send.extend(eps)
+                    next_unit += 1
+                pool.send(w, to_send.popleft())
+                outstanding[w] += 1
+
+        for w in range(cfg.workers):
+            top_up(w)
+        prefix, n_eps, n_steps, completed = 0, 0, 0, 0
+        while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
+            msg = pool.recv(timeout=60.0)
+            if msg is None:
+                continue
+            kind, w = msg[0], msg[1]
+            if kind == "aborted":
+                out.skipped += msg[2]
+                continue
+            if kind == "nonfinite":
+                raise NonFiniteError(
+                    f"the policy produced a non-finite action in generation {gen}: lower "
+                    "--learning-rate or --noise-stdev, or check the environment's observations"
+                )
+            if kind != "result":
+                continue
+            res: EpisodeResult = msg[2]
+            if res.episode.gen != gen:
+                out.skipped += 1
+                continue
+            outstanding[w] -= 1
+            completed += 1
+            done[(res.episode.unit, res.episode.part)] = (w, res)
+            while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
+                if prefix >= next_unit or any(
+                    (prefix, p) not in done for p in range(parts[prefix])
+                ):
+                    break
+                unit = [done[(prefix, p)] for p in range(parts[prefix])]
+                out.workers.update(wid for wid, _ in unit)
+                results = [r for _, r in unit]
+                if results[0].episode.sign == 0:
+                    out.evals.append(results[0])
+                else:
+                    out.train.append(results)
+                    n_eps += len(results)
+                    n_steps += sum(r.length for r in results)
+                prefix += 1
+            top_up(w)
+        used = sum(len(u) for u in out.train) + len(out.evals)
+        out.skipped += completed - used
+        return out
+
+
+def _pad_units(offsets, returns, sign_returns):
+    """Pad the unit axis to a power of two (>= 16) with masked rows, so jitted ``tell``
+    compiles once per size class instead of once per generation."""
+    n = len(offsets)
+    size = max(16, 1 << max(0, n - 1).bit_length())
+    pad = size - n
+    mask = np.zeros((size, returns.shape[1]), bool)
+    mask[:n] = True
+    return (
+        np.pad(offsets, (0, pad)),
+        np.pad(returns, ((0, pad), (0, 0))),
+        np.pad(sign_returns, ((0, pad), (0, 0))),
+        mask,
+    )

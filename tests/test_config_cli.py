@@ -1,0 +1,76 @@
+"""Bad input through the real CLI: one-line error, exit code 2, nothing created."""
+
+import subprocess
+import sys
+
+import pytest
+
+from esjax.config import Config, ConfigError
+from esjax.train import build_parser
+
+FAST = ["--noise-table-size", "200000", "--max-generations", "1"]
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "esjax.train", "--run-dir", "runs", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def error_line(proc):
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("python -m esjax")]
+    return lines[-1] if lines else proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--population-size", "-4"], "--population-size must be >= 1"),
+        (["--population-size", "0"], "--population-size must be >= 1"),
+        (["--timesteps-per-gen", "-1"], "--timesteps-per-gen must be >= 1"),
+        (["--num-workers", "-2"], "--num-workers must be >= 0"),
+        (["--eval-prob", "1.5"], "--eval-prob is a probability"),
+        (["--calc-obstat-prob", "-0.1"], "--calc-obstat-prob is a probability"),
+        (["--noise-stdev", "0"], "--noise-stdev must be > 0"),
+        (["--learning-rate", "-1"], "--learning-rate must be > 0"),
+        (["--discretize-actions", "--ac-bins", "1"], "--ac-bins must be >= 2"),
+        (["--hidden-dims", "0"], "--hidden-dims needs one or more positive sizes"),
+        (["--no-fitness-shaping", "--return-proc-mode", "sign"], "no effect"),
+        (["--nonlin", "sigmoid"], "invalid choice"),
+        (["--env", "AntBulletEnv-v9"], "did you mean AntBulletEnv-v0"),
+        (["--env", "CartPole-v1"], "Discrete action space: not supported"),
+        (["--env", "Pendulum-v1", "--noise-table-size", "10"], "smaller than the policy"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, fragment):
+    proc = run_cli(*FAST, *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in error_line(proc)
+    assert "Traceback" not in proc.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_run_dir_that_is_a_file(tmp_path):
+    (tmp_path / "runs").write_text("precious")
+    proc = run_cli(*FAST, "--env", "Pendulum-v1", cwd=tmp_path)
+    assert proc.returncode == 2 and "is a file" in error_line(proc)
+    assert (tmp_path / "runs").read_text() == "precious"
+
+
+def test_every_config_field_is_a_flag_with_help():
+    parser = build_parser()
+    flags = {a.dest: a for a in parser._actions}
+    for name in Config.__dataclass_fields__:
+        assert name in flags and flags[name].help
+    args = parser.parse_args(["--no-mirrored-sampling", "--hidden-dims", "32", "16"])
+    cfg = Config(**vars(args))
+    assert cfg.mirrored_sampling is False and cfg.hidden_dims == (32, 16)
+
+
+def test_config_json_roundtrip():
+    cfg = Config(env="Pendulum-v1", hidden_dims=(8,), optimizer="sgd", seed=3)
+    assert Config.from_dict(__import__("json").loads(cfg.to_json())) == cfg
+    with pytest.raises(ConfigError, match="unknown config key"):
+        Config.from_dict({**cfg.to_dict(), "bogus": 1})

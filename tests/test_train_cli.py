@@ -1,0 +1,148 @@
+"""The main job end to end through the real CLI and worker pool."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from esjax.checkpoint import Snapshots
+from esjax.config import Config
+from esjax.metrics import LOG_FIELDS
+
+from .helpers import TINY, only_run_dir, read_log, train
+
+REFERENCE_COLUMNS = [
+    "Generation", "GenRewMean", "GenRewStd", "GenLenMean", "EvalGenRewardMean",
+    "EvalGenRewardStd", "EvalGenLengthMean", "EvalGenCount", "EpisodesThisGen", "EpisodesSoFar",
+    "TimestepsThisGen", "TimestepsSoFar", "UniqueWorkers", "ResultsSkippedFrac", "ObCount",
+    "TimeElapsedThisGen", "TimeElapsed", "TimePredictMin", "TimePredictMax", "TimePredictMean",
+    "TimePredictCount",
+]  # fmt: skip
+
+
+def test_run_directory_config_log_and_snapshots(tmp_path):
+    proc = train(*TINY, "--max-generations", "4", "--snapshot-freq", "2", "--eval-prob", "0.3",
+                 cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    assert "InvertedPendulumBulletEnv-v0" in run.name
+    cfg = Config.from_dict(json.loads((run / "config.json").read_text()))
+    assert cfg.max_generations == 4 and cfg.hidden_dims == (16,)
+
+    rows = read_log(run)
+    assert list(rows[0].keys())[: len(REFERENCE_COLUMNS)] == REFERENCE_COLUMNS
+    assert list(rows[0].keys()) == list(LOG_FIELDS)
+    assert [int(r["Generation"]) for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        # a generation has at least population_size episodes and timesteps_per_gen steps
+        assert int(r["EpisodesThisGen"]) >= 8 and int(r["TimestepsThisGen"]) >= 200
+        assert int(r["EpisodesThisGen"]) % 2 == 0  # mirrored pairs
+        assert 0.0 <= float(r["ResultsSkippedFrac"]) < 1.0
+        assert int(r["TimePredictCount"]) > 0 and float(r["TimePredictMean"]) > 0
+    assert int(rows[-1]["EpisodesSoFar"]) == sum(int(r["EpisodesThisGen"]) for r in rows)
+    assert int(rows[-1]["TimestepsSoFar"]) == sum(int(r["TimestepsThisGen"]) for r in rows)
+    assert sum(int(r["EvalGenCount"]) for r in rows) > 0
+
+    snaps = Snapshots(run)
+    assert snaps.steps() == [2, 4]
+    state = snaps.restore()
+    assert state["theta"].shape == (5 * 16 + 16 + 16 + 1,)
+    assert int(state["counters"]["generation"]) == 4
+    assert state["obstat"]["sum"].shape == (5,)
+    snaps.close()
+
+    # the terminal shows one compact line per generation
+    gen_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("gen ")]
+    assert len(gen_lines) == 4 and "steps/s" in gen_lines[0]
+    assert "argv[0]" not in proc.stdout + proc.stderr
+
+
+def test_timestep_budget_stops_the_run(tmp_path):
+    train(*TINY, "--max-timesteps", "1500", "--snapshot-freq", "0", cwd=tmp_path)
+    rows = read_log(only_run_dir(tmp_path))
+    steps = [int(r["TimestepsSoFar"]) for r in rows]
+    assert steps[-1] >= 1500 and (len(steps) == 1 or steps[-2] < 1500)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--no-mirrored-sampling", "--optimizer", "sgd"],
+        ["--discretize-actions", "--ac-bins", "3", "--nonlin", "elu"],
+        ["--no-gradient-optimizer", "--no-observation-normalization", "--divide-by-stdev"],
+        ["--return-proc-mode", "centered_sign_rank", "--no-weight-decay", "--nonlin", "lrelu"],
+    ],
+)
+def test_option_combinations_train(tmp_path, extra):
+    train(*TINY, "--max-generations", "2", *extra, cwd=tmp_path)
+    rows = read_log(only_run_dir(tmp_path))
+    assert len(rows) == 2
+    if "--no-mirrored-sampling" in extra:
+        assert all(int(r["EpisodesThisGen"]) >= 8 for r in rows)
+    assert all(math.isfinite(float(r["GenRewMean"])) for r in rows)
+
+
+def test_any_gymnasium_box_env(tmp_path):
+    train("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "8",
+          "--num-workers", "1", "--max-generations", "2", "--population-size", "4",
+          "--timesteps-per-gen", "100", cwd=tmp_path)  # fmt: skip
+    rows = read_log(only_run_dir(tmp_path))
+    assert float(rows[0]["GenLenMean"]) == 200  # Pendulum's registered time limit
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def _alive(pids):
+    return {p for p in pids if os.path.exists(f"/proc/{p}") and
+            "Z" not in open(f"/proc/{p}/stat").read().split(")")[-1].split()[0]}  # fmt: skip
+
+
+def test_ctrl_c_stops_trainer_and_workers(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
+         "--max-generations", "100000", "--snapshot-freq", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            log = list((tmp_path / "runs").glob("*/log.csv"))
+            if log and len(log[0].read_text().splitlines()) > 2:
+                break
+            time.sleep(0.5)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2  # the workers (and multiprocessing's resource tracker)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(1.0)
+    assert not _alive(workers)
+
+
+def test_worker_failure_stops_training_with_its_error(tmp_path, monkeypatch):
+    """A worker that cannot run surfaces its traceback; no worker is left behind."""
+    from esjax.pool import WorkerError
+    from esjax.trainer import Trainer
+
+    cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
+                 num_workers=2, envs_per_worker=1, max_generations=1)  # fmt: skip
+    trainer = Trainer(cfg, log=lambda s: None)
+    trainer.start()
+    procs = list(trainer.pool.procs)
+    try:
+        procs[0].kill()
+        with pytest.raises(WorkerError, match="worker 0 died"):
+            trainer.train(tmp_path)
+    finally:
+        trainer.close()
+    assert not any(p.is_alive() for p in procs)
