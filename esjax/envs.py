@@ -78,7 +78,7 @@ def make_env(env_id: str) -> gym.Env:
     check_env_id(env_id)
     with silenced_stdout():
         try:
-            env = gym.make(env_id)
+            env = gym.make(env_id, disable_env_checker=True)
         except Exception as e:  # a broken third-party env: report it in one line
             raise ConfigError(f"could not create environment {env_id!r}: {e}") from e
         env.reset(seed=0)  # pybullet connects (and prints) on the first reset

@@ -104,6 +104,8 @@ class Trainer:
         self._unit_blocks: dict[int, dict[str, np.ndarray]] = {}
         self.obstat: ObStat = obstat_init(self.info.ob_dim)
         self.totals = Totals()
+        # Expected training-episode length, for dispatching no more work than needed.
+        self._expected_length = float(self.info.max_episode_steps or 1000)
         self.noise: SharedNoiseTable | None = None
         self.pool: WorkerPool | None = None
 
@@ -284,8 +286,15 @@ class Trainer:
         return [Episode(part=p, sign=s, **common) for p, s in enumerate(signs)]
 
     def _collect(self, gen: int, theta, ob_mean, ob_std) -> Generation:
-        """Hand out the generation's episodes in sequence order, keeping every worker's
-        slots busy, until a prefix of complete units meets both minimums."""
+        """Hand out the generation's units in sequence order until a prefix of complete
+        units meets both minimums.
+
+        Units go out only while the episodes finished or in flight are projected to fall
+        short of the minimums (in-flight episodes counted at the last generation's mean
+        length), so little work is thrown away at the generation's end; a worker's slots
+        stay filled as long as work is needed, and no worker sits idle while the
+        generation is incomplete.
+        """
         cfg, pool = self.cfg, self.pool
         pool.broadcast_params(gen, theta, ob_mean, ob_std)
         capacity = cfg.envs_per_worker + QUEUE_AHEAD
@@ -294,22 +303,32 @@ class Trainer:
         parts: dict[int, int] = {}  # unit -> number of episodes
         done: dict[tuple[int, int], tuple[int, EpisodeResult]] = {}
         next_unit = 0
+        in_flight = done_eps = done_steps = 0  # training episodes of this generation
         out = Generation()
 
-        def top_up(w: int) -> None:
-            nonlocal next_unit
-            while outstanding[w] < capacity:
-                if not to_send:
-                    eps = self._episodes_of(gen, next_unit)
-                    parts[next_unit] = len(eps)
-                    to_send.extend(eps)
-                    next_unit += 1
-                pool.send(w, to_send.popleft())
-                outstanding[w] += 1
+        def needed() -> bool:
+            projected_steps = done_steps + in_flight * self._expected_length
+            return (
+                done_eps + in_flight < cfg.population_size
+                or projected_steps < cfg.timesteps_per_gen
+            )
 
-        for w in range(cfg.workers):
-            top_up(w)
-        prefix, n_eps, n_steps, completed = 0, 0, 0, 0
+        def top_up() -> None:
+            nonlocal next_unit, in_flight
+            for w in range(cfg.workers):
+                while outstanding[w] < capacity and (to_send or needed() or not outstanding[w]):
+                    if not to_send:
+                        eps = self._episodes_of(gen, next_unit)
+                        parts[next_unit] = len(eps)
+                        to_send.extend(eps)
+                        next_unit += 1
+                    ep = to_send.popleft()
+                    pool.send(w, ep)
+                    outstanding[w] += 1
+                    in_flight += ep.sign != 0
+
+        top_up()
+        prefix, n_eps, n_steps = 0, 0, 0
         while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
             msg = pool.recv(timeout=60.0)
             if msg is None:
@@ -330,13 +349,14 @@ class Trainer:
                 out.skipped += 1
                 continue
             outstanding[w] -= 1
-            completed += 1
+            if res.episode.sign != 0:
+                in_flight -= 1
+                done_eps += 1
+                done_steps += res.length
             done[(res.episode.unit, res.episode.part)] = (w, res)
-            while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
-                if prefix >= next_unit or any(
-                    (prefix, p) not in done for p in range(parts[prefix])
-                ):
-                    break
+            while (n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen) and (
+                prefix < next_unit and all((prefix, p) in done for p in range(parts[prefix]))
+            ):
                 unit = [done[(prefix, p)] for p in range(parts[prefix])]
                 out.workers.update(wid for wid, _ in unit)
                 results = [r for _, r in unit]
@@ -347,9 +367,11 @@ class Trainer:
                     n_eps += len(results)
                     n_steps += sum(r.length for r in results)
                 prefix += 1
-            top_up(w)
+            top_up()
         used = sum(len(u) for u in out.train) + len(out.evals)
-        out.skipped += completed - used
+        out.skipped += len(done) - used
+        lengths = [r.length for u in out.train for r in u]
+        self._expected_length = float(np.mean(lengths))
         return out
 
 

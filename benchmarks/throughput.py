@@ -1,0 +1,108 @@
+"""Training throughput vs the raw environment ceiling (same env, same process count).
+
+raw: N spawned processes each step the env with a fixed (zero) action, resetting on
+episode end, no policy. training: esjax's trainer, timesteps of all episodes it used
+(training + evaluation) per second of generation time, after a warm-up generation.
+
+    python benchmarks/throughput.py --env AntBulletEnv-v0 --workers 2 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+
+
+def _raw_worker(env_id: str, seconds: float, out) -> None:
+    import numpy as np
+
+    from esjax.envs import make_env
+
+    env = make_env(env_id)
+    action = np.zeros(env.action_space.shape, env.action_space.dtype)
+    env.reset(seed=0)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        _, _, term, trunc, _ = env.step(action)
+        steps += 1
+        if term or trunc:
+            env.reset()
+    out.put(steps / (time.perf_counter() - t0))
+
+
+def raw_ceiling(env_id: str, workers: int, seconds: float) -> float:
+    """Summed steps/s of ``workers`` processes stepping the env with no policy."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_raw_worker, args=(env_id, seconds, q)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    rates = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dict:
+    """Steps/s of esjax training over generations run for about ``seconds``."""
+    from esjax.config import Config
+    from esjax.trainer import Trainer
+
+    cfg = Config(env=env_id, num_workers=workers, snapshot_freq=0, max_generations=10**6, **extra)
+    trainer = Trainer(cfg, log=lambda s: None)
+    t_start = time.perf_counter()
+    trainer.start()
+    startup = time.perf_counter() - t_start
+    rows = []
+    try:
+        trainer.step()  # warm-up: compiles tell, fills the pipeline
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            rows.append(trainer.step())
+    finally:
+        trainer.close()
+    steps = sum(r["StepsPerSec"] * r["TimeElapsedThisGen"] for r in rows)
+    elapsed = sum(r["TimeElapsedThisGen"] for r in rows)
+    return {
+        "steps_per_s": steps / elapsed,
+        "generations": len(rows),
+        "skipped_frac_mean": sum(r["ResultsSkippedFrac"] for r in rows) / len(rows),
+        "time_predict_mean_us": 1e6 * sum(r["TimePredictMean"] for r in rows) / len(rows),
+        "startup_s": startup,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="AntBulletEnv-v0")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--envs-per-worker", type=int, default=0, help="0: the trainer default")
+    p.add_argument("--out", default=None, help="write the result as JSON here")
+    args = p.parse_args()
+    raw = raw_ceiling(args.env, args.workers, args.seconds / 2)
+    extra = {"envs_per_worker": args.envs_per_worker} if args.envs_per_worker else {}
+    train = training_rate(args.env, args.workers, args.seconds, extra)
+    result = {
+        "env": args.env,
+        "workers": args.workers,
+        "raw_steps_per_s": raw,
+        "train": train,
+        "ratio": train["steps_per_s"] / raw,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
