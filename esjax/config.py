@@ -45,7 +45,10 @@ class Config:
     learning_rate: float = _opt(0.01, "Step size of the optimizer (or of plain gradient ascent).")
     noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
     l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")
-    snapshot_freq: int = _opt(10, "Save theta and observation statistics every N gens; 0 = never.")
+    snapshot_freq: int = _opt(
+        10, "Checkpoint the full training state every N generations (and at the end); 0 = end only."
+    )
+    keep_checkpoints: int = _opt(5, "Keep the newest N checkpoints (plus the best by evaluation).")
     eval_prob: float = _opt(
         0.05, "Chance that the next episode is a noiseless evaluation of theta."
     )
@@ -108,6 +111,8 @@ def _problems(c: Config):
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
+    if c.keep_checkpoints < 1:
+        yield f"--keep-checkpoints must be >= 1 (got {c.keep_checkpoints})"
     if c.max_timesteps == 0 and c.max_generations == 0:
         yield "no budget: give --max-timesteps or --max-generations a positive value"
     for name in ("eval_prob", "calc_obstat_prob"):
@@ -141,6 +146,12 @@ def _problems(c: Config):
             f"--return-proc-mode {c.return_proc_mode} has no effect with --no-fitness-shaping: "
             "turn fitness shaping on or leave the mode at centered_rank"
         )
+
+
+# Options a resumed run may change: they do not alter what the saved state means.
+RESUMABLE_OVERRIDES = (
+    "max_timesteps", "max_generations", "num_workers", "snapshot_freq", "keep_checkpoints",
+)  # fmt: skip
 
 
 def _flag(name: str) -> str:

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import get_type_hints
 
-from esjax.config import Config, ConfigError
+from esjax.config import RESUMABLE_OVERRIDES, Config, ConfigError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per Config field, help text and default taken from the field."""
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """One flag per Config field, help text and default taken from the field, plus
+    ``--resume``. With ``suppress_defaults`` the namespace holds only flags given."""
     p = argparse.ArgumentParser(
         prog="python -m esjax.train",
         description="Train a policy with OpenAI-style Evolution Strategies.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", default=argparse.SUPPRESS if suppress_defaults else None,
+        help="Continue that run in place from its latest checkpoint (budget, workers and "
+        "checkpointing options may change; nothing else may).",
+    )  # fmt: skip
     hints = get_type_hints(Config)
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
-        kw = dict(default=f.default, help=f.metadata["help"], dest=f.name)
+        default = argparse.SUPPRESS if suppress_defaults else f.default
+        kw = dict(default=default, help=f.metadata["help"], dest=f.name)
         typ = hints[f.name]
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
@@ -53,40 +63,113 @@ def create_run_dir(parent: Path, env_id: str) -> Path:
     raise ConfigError(f"could not find a free run directory name under {parent}")
 
 
+def resume_config(run_dir: Path, given: dict) -> Config:
+    """The saved run's Config with the allowed overrides in ``given`` applied."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run directory")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.json, so it is not an esjax run")
+    try:
+        saved = Config.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it"
+        ) from None
+    except (TypeError, ConfigError) as e:
+        raise ConfigError(f"{path} is not a valid esjax config: {e}") from e
+    changed = {k: v for k, v in given.items() if getattr(saved, k) != v}
+    refused = sorted(set(changed) - set(RESUMABLE_OVERRIDES))
+    if refused:
+        flag = "--" + refused[0].replace("_", "-")
+        raise ConfigError(
+            f"cannot change {flag} when resuming (the run has {getattr(saved, refused[0])!r}): "
+            f"only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)} may change"
+        )
+    return dataclasses.replace(saved, **changed)
+
+
+def truncate_log(path: Path, generations: int) -> None:
+    """Drop log rows of generations >= ``generations`` (written after the checkpoint we
+    resume from), atomically, so the log matches an uninterrupted run."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) < generations]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    tmp = run_dir / "config.json.tmp"
+    tmp.write_text(cfg.to_json() + "\n")
+    os.replace(tmp, run_dir / "config.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    given = vars(build_parser(suppress_defaults=True).parse_args(argv))
+    resume = given.pop("resume", None)
     try:
-        cfg = Config(**vars(args))
+        if resume:
+            cfg = resume_config(Path(resume), given)
+        else:
+            del args.resume
+            cfg = Config(**vars(args))
     except ConfigError as e:
         parser.error(str(e))  # one line, exit code 2
 
     # Heavy imports only after the arguments are known to be valid.
+    from esjax.checkpoint import CheckpointStore
+    from esjax.envs import check_env_id
     from esjax.metrics import ProgressDisplay
     from esjax.pool import NonFiniteError, WorkerError
     from esjax.trainer import Trainer
 
     try:
-        from esjax.envs import check_env_id
-
         check_env_id(cfg.env)
         trainer = Trainer(cfg)
-        run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
+        if resume:
+            run_dir = Path(resume)
+            store = CheckpointStore(run_dir, read_only=True)
+            try:
+                step = store.resolve("latest")
+                meta = store.load_meta(step)
+                trainer.check_meta(meta)
+                tree, meta = store.load(step, trainer.state_tree())
+            finally:
+                store.close()
+            trainer.restore(tree, meta)
+            if not trainer.budget_left():
+                raise ConfigError(
+                    f"the run's budget is already spent at generation {step}: raise "
+                    "--max-timesteps or --max-generations to continue it"
+                )
+        else:
+            run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
     except ConfigError as e:
         parser.error(str(e))
-    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
-    print(f"run directory: {run_dir}", flush=True)
+    if resume:
+        truncate_log(run_dir / "log.csv", trainer.totals.generation)
+        print(f"resuming {run_dir} from generation {trainer.totals.generation}", flush=True)
+    else:
+        print(f"run directory: {run_dir}", flush=True)
+    write_config(run_dir, cfg)
 
     if cfg.max_timesteps:
-        display = ProgressDisplay(cfg.max_timesteps, "steps")
+        display = ProgressDisplay(cfg.max_timesteps, "steps", trainer.totals.timesteps)
     else:
-        display = ProgressDisplay(cfg.max_generations, "gen")
+        display = ProgressDisplay(cfg.max_generations, "gen", trainer.totals.generation)
     code = 0
     try:
         trainer.start()
         trainer.train(run_dir, on_generation=display)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; log and snapshots so far are in {run_dir}", file=sys.stderr)
+        print(f"\ninterrupted; resume with: python -m esjax.train --resume {run_dir}",
+              file=sys.stderr)  # fmt: skip
         code = 130
     except (NonFiniteError, WorkerError) as e:
         print(f"esjax: error: {e}", file=sys.stderr)
@@ -96,9 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         trainer.close()
     if code == 0:
         t = trainer.totals
+        best = "none yet" if t.best_eval == -math.inf else f"{t.best_eval:.1f}"
+        ckpt = run_dir / "checkpoints"
+        best_ckpt = ckpt / str(trainer.best_step) if trainer.best_step is not None else None
         print(
             f"done: {t.generation} generations, {t.timesteps:,} timesteps in "
-            f"{t.time_elapsed:.0f} s; best eval return {t.best_eval:.1f}\nrun directory: {run_dir}"
+            f"{t.time_elapsed:.0f} s; best evaluation return {best}\n"
+            f"run directory:   {run_dir}\n"
+            f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
+            f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint best "
+            f"--video {run_dir}/best.mp4\n"
+            f"plot it:         python -m esjax.plot {run_dir} --out {run_dir}/curves.png\n"
+            f"continue it:     python -m esjax.train --resume {run_dir} --max-timesteps N"
         )
     return code
 

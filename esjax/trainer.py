@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from esjax.checkpoint import Snapshots
+from esjax.checkpoint import CheckpointStore, best_step_after
 from esjax.config import Config, ConfigError
 from esjax.core.es import ESState, make_es
 from esjax.core.obstat import (
@@ -106,6 +106,11 @@ class Trainer:
         self.totals = Totals()
         # Expected training-episode length, for dispatching no more work than needed.
         self._expected_length = float(self.info.max_episode_steps or 1000)
+        # The policy the last generation ran (θ, ob mean, ob std) and its evaluation.
+        self.gen_policy = (np.asarray(self.state.theta), *obstat_mean_std(self.obstat))
+        self.gen_eval = math.nan
+        self.best_step: int | None = None  # saved checkpoint with the best evaluation
+        self.best_step_eval = -math.inf
         self.noise: SharedNoiseTable | None = None
         self.pool: WorkerPool | None = None
 
@@ -147,9 +152,11 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------
     def train(self, run_dir: Path, on_generation: Callable[[dict], None] | None = None) -> None:
-        """Run generations until the budget is spent, logging and snapshotting to ``run_dir``."""
+        """Run generations until the budget is spent, logging to ``run_dir/log.csv`` and
+        checkpointing every ``snapshot_freq`` generations and at the end."""
         csv_log = CsvLog(Path(run_dir) / "log.csv")
-        snaps = Snapshots(run_dir)
+        store = CheckpointStore(run_dir, keep=self.cfg.keep_checkpoints)
+        saved = set(store.steps())
         try:
             while self.budget_left():
                 row = self.step()
@@ -158,15 +165,37 @@ class Trainer:
                     on_generation(row)
                 g = self.totals.generation
                 if self.cfg.snapshot_freq and g % self.cfg.snapshot_freq == 0:
-                    snaps.save(g, self.snapshot())
-            if self.totals.generation not in snaps.steps():
-                snaps.save(self.totals.generation, self.snapshot())
+                    self.save(store)
+                    saved.add(g)
+            if self.totals.generation not in saved:
+                self.save(store)
         except NonFiniteError:
-            snaps.save(self.totals.generation, self.snapshot())  # the last finite θ
+            self.save(store)  # the last finite state
             raise
         finally:
             csv_log.close()
-            snaps.close()
+            store.close()
+
+    def save(self, store: CheckpointStore) -> None:
+        """Checkpoint the full state after the current generation."""
+        step = self.totals.generation
+        self.best_step, self.best_step_eval = best_step_after(
+            {"best_step": self.best_step, "best_eval": self.best_step_eval}, step, self.gen_eval
+        )
+        store.save(step, self.state_tree(), self.meta())
+
+    def meta(self) -> dict:
+        """JSON side of a checkpoint: the config and what identifies this step."""
+        return {
+            "config": self.cfg.to_dict(),
+            "generation": self.totals.generation,
+            "eval_return": None if math.isnan(self.gen_eval) else self.gen_eval,
+            "best_step": self.best_step,
+            "best_eval": None if self.best_step is None else self.best_step_eval,
+            "num_params": self.num_params,
+            "ob_dim": self.info.ob_dim,
+            "ac_dim": self.info.ac_dim,
+        }
 
     def step(self) -> dict:
         """One generation: collect the prefix, update θ and the statistics; the log row."""
@@ -175,6 +204,7 @@ class Trainer:
         ob_mean, ob_std = obstat_mean_std(self.obstat)
         theta = np.asarray(self.state.theta)
         gen = self._collect(gen_index, theta, ob_mean, ob_std)
+        self.gen_policy = (theta, ob_mean, ob_std)
 
         offsets = np.array([u[0].episode.offset for u in gen.train], np.int32)
         returns = np.array([[r.ret for r in u] for u in gen.train], np.float32)
@@ -204,8 +234,9 @@ class Trainer:
         dt = time.perf_counter() - t0
         t.time_elapsed += dt
         eval_rets = np.array([r.ret for r in gen.evals], np.float64)
+        self.gen_eval = float(eval_rets.mean()) if eval_rets.size else math.nan
         if eval_rets.size:
-            t.best_eval = max(t.best_eval, float(eval_rets.mean()))
+            t.best_eval = max(t.best_eval, self.gen_eval)
         tp = [r.time_predict for u in gen.train for r in u] + [r.time_predict for r in gen.evals]
         tp_count = sum(x[3] for x in tp)
         used = returns.size + len(gen.evals)
@@ -240,24 +271,65 @@ class Trainer:
             "StepsPerSec": int(lengths.sum() + sum(r.length for r in gen.evals)) / dt,
         }
 
-    def snapshot(self) -> dict:
-        """The state to save: θ, optimizer state, observation statistics, counters."""
+    def state_tree(self) -> dict:
+        """Everything the next generation depends on, as arrays (no pickle)."""
         t = self.totals
+        theta, mean, std = self.gen_policy
         return {
             "theta": np.asarray(self.state.theta),
             "opt_state": jax.tree.map(np.asarray, self.state.opt_state),
             "obstat": {
-                "sum": self.obstat.sum,
-                "sumsq": self.obstat.sumsq,
-                "count": np.float64(self.obstat.count),
+                "sum": np.asarray(self.obstat.sum, np.float64),
+                "sumsq": np.asarray(self.obstat.sumsq, np.float64),
+                "count": np.array(self.obstat.count, np.float64),
             },
             "counters": {
-                "generation": np.int64(t.generation),
-                "episodes": np.int64(t.episodes),
-                "timesteps": np.int64(t.timesteps),
-                "time_elapsed": np.float64(t.time_elapsed),
+                "generation": np.array(t.generation, np.int64),
+                "episodes": np.array(t.episodes, np.int64),
+                "timesteps": np.array(t.timesteps, np.int64),
+                "time_elapsed": np.array(t.time_elapsed, np.float64),
+                "best_eval": np.array(t.best_eval, np.float64),
+                "expected_length": np.array(self._expected_length, np.float64),
             },
+            "gen_policy": {"theta": theta, "ob_mean": mean, "ob_std": std},
         }
+
+    def check_meta(self, meta: dict) -> None:
+        """ConfigError unless a checkpoint's metadata describes this run's env and policy."""
+        saved = meta.get("config", {})
+        for key in ("env", "hidden_dims", "discretize_actions", "ac_bins", "optimizer"):
+            mine = self.cfg.to_dict()[key]
+            if saved.get(key) != mine:
+                raise ConfigError(
+                    f"the checkpoint was written with {key}={saved.get(key)!r} but config.json "
+                    f"says {mine!r}: restore config.json or start a new run"
+                )
+        if meta.get("num_params") != self.num_params:
+            raise ConfigError(
+                f"the checkpoint holds {meta.get('num_params')} parameters, this policy "
+                f"{self.num_params}: restore config.json or start a new run"
+            )
+
+    def restore(self, tree: dict, meta: dict) -> None:
+        """Continue from a checkpoint written by ``save`` (see ``state_tree``)."""
+        self.state = ESState(
+            jax.numpy.asarray(tree["theta"]),
+            jax.tree.map(jax.numpy.asarray, tree["opt_state"]),
+        )
+        o = tree["obstat"]
+        self.obstat = ObStat(o["sum"], o["sumsq"], float(o["count"]))
+        c = tree["counters"]
+        self.totals = Totals(
+            generation=int(c["generation"]), episodes=int(c["episodes"]),
+            timesteps=int(c["timesteps"]), time_elapsed=float(c["time_elapsed"]),
+            best_eval=float(c["best_eval"]),
+        )  # fmt: skip
+        self._expected_length = float(c["expected_length"])
+        p = tree["gen_policy"]
+        self.gen_policy = (p["theta"], p["ob_mean"], p["ob_std"])
+        self.gen_eval = math.nan if meta.get("eval_return") is None else meta["eval_return"]
+        self.best_step = meta.get("best_step")
+        self.best_step_eval = -math.inf if meta.get("best_eval") is None else meta["best_eval"]
 
     # -- collecting one generation -----------------------------------------------
     def _units(self, gen: int, unit: int) -> dict[str, np.ndarray]:

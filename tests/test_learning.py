@@ -1,5 +1,8 @@
 """A real learning run: InvertedPendulumBulletEnv-v0 to its registered threshold."""
 
+import subprocess
+import sys
+
 import pytest
 
 from .helpers import only_run_dir, read_log, train
@@ -10,12 +13,23 @@ def test_inverted_pendulum_reaches_threshold(tmp_path):
     train(
         "--env", "InvertedPendulumBulletEnv-v0", "--seed", "0", "--max-timesteps", "400000",
         "--population-size", "20", "--timesteps-per-gen", "2000", "--eval-prob", "0.2",
-        "--noise-table-size", "10000000", "--num-workers", "2", "--snapshot-freq", "0",
+        "--noise-table-size", "10000000", "--num-workers", "2", "--snapshot-freq", "1",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
-    rows = read_log(only_run_dir(tmp_path))
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
     evals = [float(r["EvalGenRewardMean"]) for r in rows if int(r["EvalGenCount"]) > 0]
     assert evals, "no evaluation episodes ran"
     assert max(evals) >= 950.0, f"best noiseless evaluation {max(evals):.1f} < 950"
     # and it learned: the first generation was far below the threshold
     assert float(rows[0]["GenRewMean"]) < 200
+
+    # the best checkpoint, evaluated afresh on other seeds, holds the pole too
+    proc = subprocess.run(
+        [sys.executable, "-m", "esjax.evaluate", str(run), "--checkpoint", "best",
+         "--episodes", "3", "--seed", "123"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mean_return = float(proc.stdout.split("return ")[1].split(" ")[0])
+    assert mean_return >= 950.0, proc.stdout

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from esjax.checkpoint import Snapshots
+from esjax.checkpoint import CheckpointStore
 from esjax.config import Config
 from esjax.metrics import LOG_FIELDS
 
@@ -47,13 +47,12 @@ def test_run_directory_config_log_and_snapshots(tmp_path):
     assert int(rows[-1]["TimestepsSoFar"]) == sum(int(r["TimestepsThisGen"]) for r in rows)
     assert sum(int(r["EvalGenCount"]) for r in rows) > 0
 
-    snaps = Snapshots(run)
-    assert snaps.steps() == [2, 4]
-    state = snaps.restore()
-    assert state["theta"].shape == (5 * 16 + 16 + 16 + 1,)
-    assert int(state["counters"]["generation"]) == 4
-    assert state["obstat"]["sum"].shape == (5,)
-    snaps.close()
+    store = CheckpointStore(run, read_only=True)
+    assert store.steps() == [2, 4]
+    meta = store.load_meta(4)
+    store.close()
+    assert meta["generation"] == 4 and meta["num_params"] == 5 * 16 + 16 + 16 + 1
+    assert Config.from_dict(meta["config"]) == cfg
 
     # the terminal shows one compact line per generation
     gen_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("gen ")]
