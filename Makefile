@@ -8,7 +8,7 @@ ENV       ?= AntBulletEnv-v0
 TIMESTEPS ?= 1500000
 ARGS      ?=
 
-.PHONY: setup train test test-fast lint format clean
+.PHONY: setup train test test-fast bench lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -29,6 +29,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Benchmarks -> benchmarks/results/*.json and BENCHMARKS.md (BENCH_QUICK=1: smoke test, < 1 min).
+bench: setup
+	$(PY) benchmarks/run.py
 
 lint: setup
 	$(VENV)/bin/ruff check esjax tests

@@ -19,7 +19,7 @@ LOG_FIELDS = (
     "UniqueWorkers", "ResultsSkippedFrac", "ObCount",
     "TimeElapsedThisGen", "TimeElapsed",
     "TimePredictMin", "TimePredictMax", "TimePredictMean", "TimePredictCount",
-    "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec",
+    "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
 )  # fmt: skip
 
 
@@ -72,7 +72,8 @@ class ProgressDisplay:
         )
 
     def __call__(self, row: dict[str, Any]) -> None:
-        self.bar.write(format_generation(row))
+        self.bar.write(format_generation(row), file=sys.stdout)
+        sys.stdout.flush()  # one line per generation, promptly, also into a log file
         done = row["TimestepsSoFar"] if self.unit == "steps" else row["Generation"] + 1
         self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
 

@@ -37,6 +37,14 @@ class WorkerError(RuntimeError):
     """A worker process failed; the message carries its traceback or exit code."""
 
 
+class WorkerDied(WorkerError):
+    """Worker slot ``slot`` lost its process (killed, segfault); it can be restarted."""
+
+    def __init__(self, slot: int, exitcode: int | None):
+        super().__init__(f"worker {slot} died (exit code {exitcode})")
+        self.slot, self.exitcode = slot, exitcode
+
+
 class NonFiniteError(RuntimeError):
     """The policy produced non-finite actions or θ became non-finite."""
 
@@ -317,26 +325,43 @@ class _Worker:
 
 
 class WorkerPool:
-    """Starts, feeds and stops the worker processes; nothing outlives ``close``."""
+    """Starts, feeds, restarts and stops the worker processes; nothing outlives ``close``.
+
+    Slots 0..n-1 are stable; each process behind a slot has its own id (``wid`` in its
+    messages), so messages from a replaced process are recognised and dropped.
+    """
+
+    MAX_CONSECUTIVE_RESTARTS = 3
 
     def __init__(self, cfg: WorkerConfig, num_workers: int):
-        ctx = mp.get_context("spawn")
-        self.result_q = ctx.Queue()
-        self.task_qs = [ctx.Queue() for _ in range(num_workers)]
-        self.procs = [
-            ctx.Process(
-                target=worker_main,
-                args=(w, cfg, self.task_qs[w], self.result_q),
-                name=f"esjax-worker-{w}",
-                daemon=True,
-            )
-            for w in range(num_workers)
-        ]
+        self._ctx = mp.get_context("spawn")
+        self.cfg = cfg
+        self.result_q = self._ctx.Queue()
+        self.task_qs: list = [None] * num_workers
+        self.procs: list = [None] * num_workers
+        self._wid_slot: dict[int, int] = {}  # live process id -> slot
+        self._next_wid = 0
+        self._params = None
+        self.restarts = 0  # over the pool's life
+        self._consecutive = [0] * num_workers  # restarts of a slot since its last result
+        self._buffer: deque = deque()  # messages read while checking for dead workers
+
+    def _spawn(self, slot: int) -> None:
+        wid, self._next_wid = self._next_wid, self._next_wid + 1
+        q = self._ctx.Queue()
+        p = self._ctx.Process(target=worker_main, args=(wid, self.cfg, q, self.result_q),
+                              name=f"esjax-worker-{slot}", daemon=True)  # fmt: skip
+        p.start()
+        self.task_qs[slot], self.procs[slot] = q, p
+        self._wid_slot = {w: s for w, s in self._wid_slot.items() if s != slot}
+        self._wid_slot[wid] = slot
+        if self._params is not None:
+            q.put(self._params)
 
     def start(self) -> None:
         """Start every worker and wait until all are ready (envs made, policy compiled)."""
-        for p in self.procs:
-            p.start()
+        for slot in range(len(self.procs)):
+            self._spawn(slot)
         ready = set()
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while len(ready) < len(self.procs):
@@ -346,45 +371,86 @@ class WorkerPool:
             if msg[0] == "ready":
                 ready.add(msg[1])
 
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
-        msg = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std)
-        for q in self.task_qs:
-            q.put(msg)
+    def restart(self, slot: int, exitcode: int | None) -> None:
+        """Replace the dead process of ``slot``; WorkerError if it keeps dying."""
+        self._consecutive[slot] += 1
+        if self._consecutive[slot] > self.MAX_CONSECUTIVE_RESTARTS:
+            raise WorkerError(
+                f"worker {slot} keeps dying (exit code {exitcode}, "
+                f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
+            )
+        old_q = self.task_qs[slot]
+        old_q.cancel_join_thread()
+        old_q.close()
+        self.procs[slot].join(timeout=1.0)
+        self.restarts += 1
+        self._spawn(slot)
 
-    def send(self, wid: int, ep: Episode) -> None:
-        self.task_qs[wid].put(("episode", ep))
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
+        self._params = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std)
+        for q in self.task_qs:
+            q.put(self._params)
+
+    def send(self, slot: int, ep: Episode) -> None:
+        self.task_qs[slot].put(("episode", ep))
 
     def recv(self, timeout: float = 1.0):
-        """Next message from any worker, None on timeout. Raises WorkerError for a
-        worker's exception or death, so a failure surfaces instead of hanging."""
+        """Next message from a live worker, with its slot in place of its process id;
+        None on timeout. Raises WorkerError for a worker's exception (with its traceback)
+        and WorkerDied for a process that died, so a failure never hangs the trainer."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                msg = self.result_q.get(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                msg = None
+            self._check_alive()
+            if self._buffer:
+                msg = self._buffer.popleft()
+            else:
+                try:
+                    wait = min(0.5, max(0.0, deadline - time.monotonic()))
+                    msg = self.result_q.get(timeout=wait)
+                except queue.Empty:
+                    msg = None
             if msg is not None and msg[0] == "error":
-                raise WorkerError(f"worker {msg[1]} failed:\n{msg[2].rstrip()}")
-            for w, p in enumerate(self.procs):  # a dead worker's episodes never come back
-                if p.exitcode is not None:
-                    raise WorkerError(f"worker {w} died (exit code {p.exitcode})")
-            if msg is not None:
-                return msg
+                slot = self._wid_slot.get(msg[1], "?")
+                raise WorkerError(f"worker {slot} failed:\n{msg[2].rstrip()}")
+            if msg is not None and msg[1] in self._wid_slot:
+                slot = self._wid_slot[msg[1]]
+                if msg[0] == "result":
+                    self._consecutive[slot] = 0
+                return (msg[0], slot, *msg[2:])
             if time.monotonic() >= deadline:
                 return None
+
+    def _check_alive(self) -> None:
+        """Raise for a dead worker: its traceback if it sent one (WorkerError), else
+        WorkerDied. Messages read while looking are kept for later, never dropped."""
+        dead = [(slot, p.exitcode) for slot, p in enumerate(self.procs) if p.exitcode is not None]
+        if not dead:
+            return
+        try:
+            while True:
+                self._buffer.append(self.result_q.get(timeout=0.05))
+        except queue.Empty:
+            pass
+        for msg in self._buffer:
+            if msg[0] == "error":
+                slot = self._wid_slot.get(msg[1], "?")
+                raise WorkerError(f"worker {slot} failed:\n{msg[2].rstrip()}")
+        raise WorkerDied(*dead[0])
 
     def close(self) -> None:
         """Ask workers to stop, then terminate and kill any that do not."""
         for q in self.task_qs:
             try:
                 q.put(("stop",))
-            except (ValueError, OSError):
+            except (ValueError, OSError, AttributeError):
                 pass
         deadline = time.monotonic() + 5.0
         for p in self.procs:
-            if p.pid is not None:
+            if p is not None and p.pid is not None:
                 p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
+            if p is None:
+                continue
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=2.0)
@@ -392,5 +458,6 @@ class WorkerPool:
                 p.kill()
                 p.join()
         for q in [*self.task_qs, self.result_q]:
-            q.cancel_join_thread()
-            q.close()
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,18 @@ def truncate_log(path: Path, generations: int) -> None:
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) < generations]
+    width = lines[0].count(",") if lines else 0
+
+    def complete_and_before(line: str) -> bool:  # a row cut short by a hard kill is dropped
+        first = line.split(",", 1)[0]
+        return (
+            line.endswith("\n")
+            and line.count(",") == width
+            and first.isdigit()
+            and (int(first) < generations)
+        )
+
+    keep = lines[:1] + [ln for ln in lines[1:] if complete_and_before(ln)]
     if len(keep) != len(lines):
         tmp = path.with_suffix(".csv.tmp")
         tmp.write_text("".join(keep))
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from esjax.envs import check_env_id
     from esjax.metrics import ProgressDisplay
     from esjax.pool import NonFiniteError, WorkerError
-    from esjax.trainer import Trainer
+    from esjax.trainer import StopRequested, Trainer
 
     try:
         check_env_id(cfg.env)
@@ -164,13 +176,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         display = ProgressDisplay(cfg.max_generations, "gen", trainer.totals.generation)
     code = 0
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        if received:  # a second Ctrl-C: leave now; checkpoints and log stay consistent
+            os._exit(128 + signum)
+        received.append(signum)
+        trainer.stop_requested = True
+        print(f"\n{signal.Signals(signum).name}: stopping after saving a checkpoint "
+              "(press Ctrl-C again to quit at once)", file=sys.stderr, flush=True)  # fmt: skip
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         trainer.start()
         trainer.train(run_dir, on_generation=display)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: python -m esjax.train --resume {run_dir}",
-              file=sys.stderr)  # fmt: skip
-        code = 130
+    except (StopRequested, KeyboardInterrupt):
+        signum = received[0] if received else signal.SIGINT
+        print(
+            f"stopped at generation {trainer.totals.generation}; checkpoint saved. Resume with:\n"
+            f"  python -m esjax.train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        code = 128 + signum
     except (NonFiniteError, WorkerError) as e:
         print(f"esjax: error: {e}", file=sys.stderr)
         code = 1

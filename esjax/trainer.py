@@ -32,8 +32,14 @@ from esjax.pool import (
     NonFiniteError,
     SharedNoiseTable,
     WorkerConfig,
+    WorkerDied,
     WorkerPool,
 )
+
+
+class StopRequested(Exception):
+    """A stop signal arrived; raised only between generations' state updates."""
+
 
 # Workers keep this many episodes queued beyond their env slots, so no slot waits on IPC.
 QUEUE_AHEAD = 2
@@ -61,6 +67,7 @@ class Generation:
     evals: list[EpisodeResult] = field(default_factory=list)
     workers: set[int] = field(default_factory=set)
     skipped: int = 0  # episodes run or started but not used (older θ or past the prefix)
+    restarts: int = 0  # worker processes replaced during the generation
 
 
 @dataclass
@@ -113,6 +120,7 @@ class Trainer:
         self.best_step_eval = -math.inf
         self.noise: SharedNoiseTable | None = None
         self.pool: WorkerPool | None = None
+        self.stop_requested = False  # set from a signal handler; checked at safe points
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -169,6 +177,10 @@ class Trainer:
                     saved.add(g)
             if self.totals.generation not in saved:
                 self.save(store)
+        except StopRequested:
+            if self.totals.generation not in saved:
+                self.save(store)  # the last completed generation
+            raise
         except NonFiniteError:
             self.save(store)  # the last finite state
             raise
@@ -198,7 +210,11 @@ class Trainer:
         }
 
     def step(self) -> dict:
-        """One generation: collect the prefix, update θ and the statistics; the log row."""
+        """One generation: collect the prefix, update θ and the statistics; the log row.
+
+        State changes only after the collection, so a StopRequested leaves it intact."""
+        if self.stop_requested:
+            raise StopRequested
         t0 = time.perf_counter()
         gen_index = self.totals.generation
         ob_mean, ob_std = obstat_mean_std(self.obstat)
@@ -269,6 +285,7 @@ class Trainer:
             "GradNorm": float(info.grad_norm),
             "UpdateRatio": float(info.update_ratio),
             "StepsPerSec": int(lengths.sum() + sum(r.length for r in gen.evals)) / dt,
+            "WorkerRestarts": gen.restarts,
         }
 
     def state_tree(self) -> dict:
@@ -371,6 +388,7 @@ class Trainer:
         pool.broadcast_params(gen, theta, ob_mean, ob_std)
         capacity = cfg.envs_per_worker + QUEUE_AHEAD
         outstanding = [0] * cfg.workers
+        assigned: list[dict[tuple[int, int], Episode]] = [{} for _ in range(cfg.workers)]
         to_send: deque[Episode] = deque()
         parts: dict[int, int] = {}  # unit -> number of episodes
         done: dict[tuple[int, int], tuple[int, EpisodeResult]] = {}
@@ -396,13 +414,33 @@ class Trainer:
                         next_unit += 1
                     ep = to_send.popleft()
                     pool.send(w, ep)
+                    assigned[w][(ep.unit, ep.part)] = ep
                     outstanding[w] += 1
                     in_flight += ep.sign != 0
+
+        def replace_worker(dead: WorkerDied) -> None:
+            """Restart the slot and hand its unfinished episodes out again, first."""
+            nonlocal in_flight
+            w = dead.slot
+            pool.restart(w, dead.exitcode)
+            lost = sorted(assigned[w].values(), key=lambda e: (e.unit, e.part))
+            to_send.extendleft(reversed(lost))
+            in_flight -= sum(e.sign != 0 for e in lost)
+            assigned[w].clear()
+            outstanding[w] = 0
+            out.restarts += 1
 
         top_up()
         prefix, n_eps, n_steps = 0, 0, 0
         while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
-            msg = pool.recv(timeout=60.0)
+            if self.stop_requested:
+                raise StopRequested
+            try:
+                msg = pool.recv(timeout=0.5)
+            except WorkerDied as dead:
+                replace_worker(dead)
+                top_up()
+                continue
             if msg is None:
                 continue
             kind, w = msg[0], msg[1]
@@ -417,15 +455,17 @@ class Trainer:
             if kind != "result":
                 continue
             res: EpisodeResult = msg[2]
-            if res.episode.gen != gen:
+            key = (res.episode.unit, res.episode.part)
+            if res.episode.gen != gen or key not in assigned[w]:
                 out.skipped += 1
                 continue
+            del assigned[w][key]
             outstanding[w] -= 1
             if res.episode.sign != 0:
                 in_flight -= 1
                 done_eps += 1
                 done_steps += res.length
-            done[(res.episode.unit, res.episode.part)] = (w, res)
+            done[key] = (w, res)
             while (n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen) and (
                 prefix < next_unit and all((prefix, p) in done for p in range(parts[prefix]))
             ):

@@ -38,6 +38,18 @@ def error_line(proc):
         (["--hidden-dims", "0"], "--hidden-dims needs one or more positive sizes"),
         (["--no-fitness-shaping", "--return-proc-mode", "sign"], "no effect"),
         (["--nonlin", "sigmoid"], "invalid choice"),
+        (["--envs-per-worker", "0"], "--envs-per-worker must be >= 1"),
+        (["--noise-table-size", "0"], "--noise-table-size must be >= 1"),
+        (["--max-timesteps", "-5"], "--max-timesteps must be >= 0"),
+        (["--max-generations", "-1"], "--max-generations must be >= 0"),
+        (["--max-timesteps", "0", "--max-generations", "0"], "no budget"),
+        (["--snapshot-freq", "-1"], "--snapshot-freq must be >= 0"),
+        (["--keep-checkpoints", "0"], "--keep-checkpoints must be >= 1"),
+        (["--l2coeff", "-0.1"], "--l2coeff must be >= 0"),
+        (["--ac-noise-std", "-1"], "--ac-noise-std must be >= 0"),
+        (["--momentum", "1.0"], "--momentum must be in [0, 1)"),
+        (["--eval-prob", "1"], "leaves no training episodes"),
+        (["--population-size", "ten"], "invalid int value"),
         (["--env", "AntBulletEnv-v9"], "did you mean AntBulletEnv-v0"),
         (["--env", "CartPole-v1"], "Discrete action space: not supported"),
         (["--env", "Pendulum-v1", "--noise-table-size", "10"], "smaller than the policy"),
@@ -64,8 +76,9 @@ def test_every_config_field_is_a_flag_with_help():
     flags = {a.dest: a for a in parser._actions}
     for name in Config.__dataclass_fields__:
         assert name in flags and flags[name].help
-    args = parser.parse_args(["--no-mirrored-sampling", "--hidden-dims", "32", "16"])
-    cfg = Config(**vars(args))
+    args = vars(parser.parse_args(["--no-mirrored-sampling", "--hidden-dims", "32", "16"]))
+    assert args.pop("resume") is None
+    cfg = Config(**args)
     assert cfg.mirrored_sampling is False and cfg.hidden_dims == (32, 16)
 
 
@@ -74,3 +87,10 @@ def test_config_json_roundtrip():
     assert Config.from_dict(__import__("json").loads(cfg.to_json())) == cfg
     with pytest.raises(ConfigError, match="unknown config key"):
         Config.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_population_smaller_than_workers_is_fine(tmp_path):
+    proc = run_cli("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "4",
+                   "--num-workers", "2", "--population-size", "1", "--timesteps-per-gen", "1",
+                   "--max-generations", "1", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from esjax.checkpoint import CheckpointStore
@@ -103,45 +104,125 @@ def _alive(pids):
             "Z" not in open(f"/proc/{p}/stat").read().split(")")[-1].split()[0]}  # fmt: skip
 
 
-def test_ctrl_c_stops_trainer_and_workers(tmp_path):
+def _start_and_wait_for_generations(tmp_path, n):
     proc = subprocess.Popen(
         [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
-         "--max-generations", "100000", "--snapshot-freq", "0"],
+         "--max-generations", "100000", "--snapshot-freq", "1000"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = list((tmp_path / "runs").glob("*/log.csv"))
+        if log and len(log[0].read_text().splitlines()) > n:
+            break
+        time.sleep(0.2)
+    return proc
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_signal_checkpoints_stops_workers_and_resumes(tmp_path, sig, code):
+    proc = _start_and_wait_for_generations(tmp_path, 2)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            log = list((tmp_path / "runs").glob("*/log.csv"))
-            if log and len(log[0].read_text().splitlines()) > 2:
-                break
-            time.sleep(0.5)
         workers = _children(proc.pid)
         assert len(workers) >= 2  # the workers (and multiprocessing's resource tracker)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code, err[-2000:]
+    assert "Resume with" in err and "--resume" in err and "Traceback" not in err
     time.sleep(1.0)
     assert not _alive(workers)
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
+    store = CheckpointStore(run, read_only=True)
+    assert store.steps()[-1] == len(rows)  # the last completed generation is saved
+    store.close()
+    proc = train("--resume", str(run), "--max-generations", str(len(rows) + 1), cwd=tmp_path)
+    assert len(read_log(run)) == len(rows) + 1
 
 
-def test_worker_failure_stops_training_with_its_error(tmp_path, monkeypatch):
-    """A worker that cannot run surfaces its traceback; no worker is left behind."""
+def test_killed_worker_is_replaced_without_lost_or_double_results(tmp_path):
+    """Determinism makes this checkable: a run whose worker is SIGKILLed mid-generation
+    must log the same results as one where nothing happened."""
+    from esjax.trainer import Trainer
+
+    cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=2_000_000,
+                 hidden_dims=(16,), num_workers=2, envs_per_worker=2, population_size=8,
+                 timesteps_per_gen=200, max_generations=3, eval_prob=0.2)  # fmt: skip
+
+    def run(kill: bool):
+        trainer = Trainer(cfg, log=lambda s: None)
+        trainer.start()
+        rows = []
+        try:
+            if kill:
+                trainer.pool.procs[0].kill()
+            for _ in range(cfg.max_generations):
+                rows.append(trainer.step())
+            procs = list(trainer.pool.procs)
+        finally:
+            trainer.close()
+        assert not any(p.is_alive() for p in procs)
+        keys = ["GenRewMean", "GenRewStd", "EpisodesThisGen", "TimestepsThisGen", "EvalGenCount"]
+        return [[r[k] for k in keys] for r in rows], np.asarray(trainer.state.theta), rows
+
+    ref, theta_ref, _ = run(kill=False)
+    got, theta, rows = run(kill=True)
+    assert rows[0]["WorkerRestarts"] == 1
+    assert got == ref
+    np.testing.assert_array_equal(theta, theta_ref)
+
+
+def test_worker_that_keeps_dying_stops_training():
     from esjax.pool import WorkerError
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
-                 num_workers=2, envs_per_worker=1, max_generations=1)  # fmt: skip
+                 num_workers=1, envs_per_worker=1, max_generations=1)  # fmt: skip
     trainer = Trainer(cfg, log=lambda s: None)
     trainer.start()
-    procs = list(trainer.pool.procs)
     try:
-        procs[0].kill()
-        with pytest.raises(WorkerError, match="worker 0 died"):
+        with pytest.raises(WorkerError, match="keeps dying"):
+            for _ in range(5):
+                trainer.pool.procs[0].kill()
+                trainer.pool.procs[0].join()
+                trainer.pool.restart(0, -9)
+    finally:
+        procs = list(trainer.pool.procs)
+        trainer.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_worker_exception_surfaces_with_its_traceback(monkeypatch):
+    from esjax.policy import PolicySpec
+    from esjax.pool import WorkerConfig, WorkerError, WorkerPool
+
+    spec = PolicySpec(3, 1, (4,), "tanh", (-2.0,), (2.0,))
+    cfg = WorkerConfig("Pendulum-v1", spec, "no-such-shared-memory", 10, 0.02, 0.0, 1)
+    pool = WorkerPool(cfg, 1)
+    try:
+        with pytest.raises(WorkerError, match="FileNotFoundError") as info:
+            pool.start()
+        assert "Traceback" in str(info.value) and "worker 0 failed" in str(info.value)
+    finally:
+        procs = list(pool.procs)
+        pool.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_non_finite_parameters_stop_training_after_saving(tmp_path):
+    from esjax.pool import NonFiniteError
+    from esjax.trainer import Trainer
+
+    cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
+                 num_workers=1, envs_per_worker=2, max_generations=3)  # fmt: skip
+    trainer = Trainer(cfg, log=lambda s: None)
+    trainer.state = trainer.state._replace(theta=trainer.state.theta.at[0].set(np.nan))
+    trainer.start()
+    try:
+        with pytest.raises(NonFiniteError, match="non-finite"):
             trainer.train(tmp_path)
     finally:
         trainer.close()
-    assert not any(p.is_alive() for p in procs)
+    assert CheckpointStore(tmp_path, read_only=True).steps() == [0]

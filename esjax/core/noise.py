@@ -7,19 +7,39 @@ read it, and take it as an argument so that jit never bakes it into a program.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+NOISE_CHUNK = 1 << 24  # values per independently seeded chunk of the table
 
-def fill_noise_table(out: np.ndarray, seed: int) -> np.ndarray:
+
+def fill_noise_table(out: np.ndarray, seed: int, threads: int | None = None) -> np.ndarray:
     """Fill ``out`` (float32, shape (T,)) in place with N(0, 1) values from ``seed``.
 
-    Deterministic for a given (seed, T): the same table on every machine and process.
+    The table is cut into fixed chunks of NOISE_CHUNK values, each with its own stream
+    spawned from ``seed``, so chunks fill in parallel (numpy releases the GIL) and the
+    result is the same for any number of ``threads``, on every machine and process.
     """
     if out.dtype != np.float32 or out.ndim != 1:
         raise ValueError("noise table must be a 1-D float32 array")
-    np.random.Generator(np.random.PCG64(seed)).standard_normal(out=out, dtype=np.float32)
+    starts = range(0, len(out), NOISE_CHUNK)
+    seqs = np.random.SeedSequence(seed).spawn(len(starts))
+
+    def fill(i: int) -> None:
+        chunk = out[starts[i] : starts[i] + NOISE_CHUNK]
+        np.random.Generator(np.random.PCG64(seqs[i])).standard_normal(out=chunk, dtype=np.float32)
+
+    workers = threads or os.cpu_count() or 1
+    if workers == 1 or len(starts) == 1:
+        for i in range(len(starts)):
+            fill(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, range(len(starts))))
     return out
 
 

@@ -50,3 +50,13 @@ def test_sample_offsets_in_range_and_slices_fit():
     assert offs.min() >= 0 and offs.max() <= 70
     rows = get_noise_batch(jnp.arange(100.0), offs[:3], 30)
     np.testing.assert_allclose(rows[:, 1] - rows[:, 0], 1.0)
+
+
+def test_noise_table_is_independent_of_thread_count():
+    from esjax.core.noise import NOISE_CHUNK
+
+    n = 2 * NOISE_CHUNK + 1000
+    one = fill_noise_table(np.empty(n, np.float32), seed=5, threads=1)
+    two = fill_noise_table(np.empty(n, np.float32), seed=5, threads=2)
+    np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(one[:1000], one[NOISE_CHUNK : NOISE_CHUNK + 1000])
