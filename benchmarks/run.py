@@ -137,11 +137,12 @@ def render_markdown(meta, throughput, update, bandwidth, start) -> str:
         "",
         "## Start-up and memory",
         "",
-        f"{s['env']}, {s['workers']} workers, {s['noise_table_gb']:.2f} GB noise table: workers",
-        f"ready after {s['workers_ready_s']:.1f} s, first generation done after "
-        f"{s['first_generation_done_s']:.1f} s. Memory over trainer + workers: RSS "
-        f"{s['rss_total_mb']:,.0f} MB, PSS {s['pss_total_mb']:,.0f} MB (PSS counts the shared",
-        "table once; RSS counts it in every process that touched it).",
+        f"{s['env']}, {s['workers']} workers, {s['noise_table_gb']:.2f} GB noise table:",
+        f"workers ready after {s['workers_ready_s']:.1f} s, first generation done after "
+        f"{s['first_generation_done_s']:.1f} s.",
+        f"Memory over trainer + workers: RSS {s['rss_total_mb']:,.0f} MB, "
+        f"PSS {s['pss_total_mb']:,.0f} MB",
+        "(PSS counts the shared table once; RSS counts it in every process that touched it).",
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""`make bench` in its BENCH_QUICK smoke-test mode (the figures are not checked)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_writes_results_and_table(tmp_path):
+    env = {**os.environ, "BENCH_QUICK": "1", "BENCH_OUT": str(tmp_path),
+           "BENCH_MD": str(tmp_path / "BENCHMARKS.md")}  # fmt: skip
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("throughput", "update_step", "startup"):
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["machine"] and data["date"] and "make bench" in data["command"]
+    tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
+    assert {r["workers"] for r in tp} == {1, 2}
+    assert all(r["raw_steps_per_s"] > 0 and r["steps_per_s"] > 0 for r in tp)
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| env | workers | raw steps/s" in md and "Plain array copy bandwidth" in md
