@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from esjax.core.fitness import RETURN_PROC_MODES
@@ -146,6 +147,24 @@ def _problems(c: Config):
             f"--return-proc-mode {c.return_proc_mode} has no effect with --no-fitness-shaping: "
             "turn fitness shaping on or leave the mode at centered_rank"
         )
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The Config saved in ``run_dir/config.json``; ConfigError (one line) otherwise."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.json, so it is not an esjax run directory")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it"
+        ) from None
+    except (TypeError, ConfigError) as e:
+        raise ConfigError(f"{path} is not a valid esjax config: {e}") from None
 
 
 # Options a resumed run may change: they do not alter what the saved state means.

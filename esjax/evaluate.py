@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from esjax.config import Config, ConfigError
+from esjax.config import ConfigError, load_run_config
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -27,19 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, default=None, help="write the episodes to FILE.mp4/.gif")
     p.add_argument("--seed", type=int, default=0, help="episode i resets with seed S + i")
     return p
-
-
-def load_run_config(run_dir: Path) -> Config:
-    """The Config saved in ``run_dir``; ConfigError (one line) if it is not a run."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no config.json: is it an esjax run directory?")
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ConfigError) as e:
-        raise ConfigError(f"{path} is not a valid esjax config ({e})") from None
 
 
 def load_policy(run_dir: Path, which: str):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 from typing import get_type_hints
 
-from esjax.config import RESUMABLE_OVERRIDES, Config, ConfigError
+from esjax.config import RESUMABLE_OVERRIDES, Config, ConfigError, load_run_config
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -66,19 +65,7 @@ def create_run_dir(parent: Path, env_id: str) -> Path:
 
 def resume_config(run_dir: Path, given: dict) -> Config:
     """The saved run's Config with the allowed overrides in ``given`` applied."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"--resume {run_dir}: no such run directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.json, so it is not an esjax run")
-    try:
-        saved = Config.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it"
-        ) from None
-    except (TypeError, ConfigError) as e:
-        raise ConfigError(f"{path} is not a valid esjax config: {e}") from e
+    saved = load_run_config(run_dir)
     changed = {k: v for k, v in given.items() if getattr(saved, k) != v}
     refused = sorted(set(changed) - set(RESUMABLE_OVERRIDES))
     if refused:

@@ -31,7 +31,7 @@ def final_theta(run: Path) -> np.ndarray:
     store = CheckpointStore(run, read_only=True)
     try:
         step = store.resolve("latest")
-        from esjax.evaluate import load_run_config
+        from esjax.config import load_run_config
         from esjax.trainer import Trainer
 
         trainer = Trainer(load_run_config(run), log=lambda s: None)
@@ -186,7 +186,7 @@ def run_copy(tmp_path, straight_run):
         ("esjax.evaluate", ["{run}", "--checkpoint", "99"], "no checkpoint for generation 99"),
         ("esjax.evaluate", ["{run}", "--checkpoint", "nope"], "not 'latest', 'best'"),
         ("esjax.train", ["--resume", "{missing}"], "no such run directory"),
-        ("esjax.train", ["--resume", "{notrun}"], "no config.json"),
+        ("esjax.train", ["--resume", "{notrun}"], "has no config.json"),
         ("esjax.train", ["--resume", "{run}", "--env", "Pendulum-v1"], "cannot change --env"),
         ("esjax.train", ["--resume", "{run}", "--hidden-dims", "8"], "cannot change --hidden-dims"),
         ("esjax.train", ["--resume", "{run}"], "budget is already spent"),
