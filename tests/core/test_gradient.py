@@ -21,7 +21,7 @@ def test_noise_table_is_seeded_standard_normal():
     assert abs(a.mean()) < 0.01 and abs(a.std() - 1) < 0.01
 
 
-@pytest.mark.parametrize("n", [1, 31, 32, 70])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 70])
 def test_weighted_noise_sum_matches_loop(table, n):
     dim = 257
     rng = np.random.default_rng(n)
@@ -60,3 +60,14 @@ def test_noise_table_is_independent_of_thread_count():
     two = fill_noise_table(np.empty(n, np.float32), seed=5, threads=2)
     np.testing.assert_array_equal(one, two)
     assert not np.array_equal(one[:1000], one[NOISE_CHUNK : NOISE_CHUNK + 1000])
+
+
+def test_weighted_noise_sum_large_vectors():
+    """The million-parameter path (fewer rows per step) gives the same sums."""
+    dim = 300_000
+    table = fill_noise_table(np.empty(400_000, np.float32), seed=9)
+    offsets = np.array([0, 17, 99_999, 50, 3, 100_000], np.int32)
+    w = np.array([1.0, -0.5, 0.25, 2.0, -1.0, 0.125], np.float32)
+    expected = sum(wi * table[o : o + dim].astype(np.float64) for o, wi in zip(offsets, w))
+    got = weighted_noise_sum(jnp.asarray(table), jnp.asarray(offsets), jnp.asarray(w), dim)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
