@@ -226,14 +226,14 @@ class Trainer:
         returns = np.array([[r.ret for r in u] for u in gen.train], np.float32)
         sign_returns = np.array([[r.sign_ret for r in u] for u in gen.train], np.float32)
         lengths = np.array([[r.length for r in u] for u in gen.train], np.int64)
-        self.state, info = self._tell(self.state, self.table, *_pad_units(
+        new_state, info = self._tell(self.state, self.table, *_pad_units(
             offsets, returns, sign_returns))  # fmt: skip
-        if not np.isfinite(np.asarray(self.state.theta)).all():
-            self.state = self.state._replace(theta=theta)  # keep the last finite θ to save
+        if not np.isfinite(np.asarray(new_state.theta)).all():  # keep the last finite state
             raise NonFiniteError(
                 f"theta became non-finite in generation {gen_index}: lower --learning-rate "
                 "or --noise-stdev"
             )
+        self.state = new_state
         ob_count = 0
         if self.cfg.observation_normalization:
             for r in (r for u in gen.train for r in u):
