@@ -47,7 +47,9 @@ class Config:
     noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
     l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")
     snapshot_freq: int = _opt(
-        10, "Checkpoint the full training state every N generations (and at the end); 0 = end only."
+        10,
+        "Checkpoint the full state every N generations (also at the end and after each new "
+        "best evaluation); 0 = only those.",
     )
     keep_checkpoints: int = _opt(5, "Keep the newest N checkpoints (plus the best by evaluation).")
     eval_prob: float = _opt(

@@ -161,7 +161,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------
     def train(self, run_dir: Path, on_generation: Callable[[dict], None] | None = None) -> None:
         """Run generations until the budget is spent, logging to ``run_dir/log.csv`` and
-        checkpointing every ``snapshot_freq`` generations and at the end."""
+        checkpointing every ``snapshot_freq`` generations, after every generation whose
+        evaluation beats the best so far, and at the end."""
         csv_log = CsvLog(Path(run_dir) / "log.csv")
         store = CheckpointStore(run_dir, keep=self.cfg.keep_checkpoints)
         saved = set(store.steps())
@@ -172,8 +173,9 @@ class Trainer:
                 if on_generation:
                     on_generation(row)
                 g = self.totals.generation
-                if self.cfg.snapshot_freq and g % self.cfg.snapshot_freq == 0:
-                    self.save(store)
+                periodic = self.cfg.snapshot_freq and g % self.cfg.snapshot_freq == 0
+                if periodic or self.gen_eval > self.best_step_eval:  # NaN compares False
+                    self.save(store)  # a new best evaluation is always kept
                     saved.add(g)
             if self.totals.generation not in saved:
                 self.save(store)
