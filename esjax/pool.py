@@ -7,8 +7,12 @@ next queued episode takes its slot.
 
 Protocol (all messages are small tuples; θ travels once per generation per worker):
   trainer -> worker: ("params", gen, theta, ob_mean, ob_std) | ("episode", Episode) | ("stop",)
-  worker -> trainer: ("ready", wid) | ("result", wid, EpisodeResult) | ("aborted", wid, n)
-                     | ("nonfinite", wid, Episode) | ("error", wid, traceback)
+  worker -> trainer: ("ready",) | ("result", EpisodeResult) | ("aborted", n)
+                     | ("nonfinite", Episode) | ("error", traceback)
+
+Every worker has its own task queue and its own result pipe. A shared result queue would
+not survive a SIGKILL: a writer killed while holding the queue's write lock blocks every
+other worker's results for good. A private pipe dies with its worker and reads as EOF.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -137,17 +142,22 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(wid: int, cfg: WorkerConfig, task_q, result_q) -> None:
-    """Entry point of a worker process."""
+def worker_main(cfg: WorkerConfig, task_q, conn) -> None:
+    """Entry point of a worker process: tasks from ``task_q``, messages out on ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and stops us
     _die_with_parent()
     os.environ.setdefault(
         "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     )
     try:
-        _Worker(wid, cfg, task_q, result_q).run()
+        _Worker(cfg, task_q, conn).run()
+    except (BrokenPipeError, EOFError):
+        pass  # the trainer is gone or closed our pipe: nothing left to report to
     except Exception:
-        result_q.put(("error", wid, traceback.format_exc()))
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
 
 
 class _Slot:
@@ -167,7 +177,7 @@ class _Slot:
 
 
 class _Worker:
-    def __init__(self, wid: int, cfg: WorkerConfig, task_q, result_q):
+    def __init__(self, cfg: WorkerConfig, task_q, conn):
         import jax
         import jax.numpy as jnp
 
@@ -175,7 +185,7 @@ class _Worker:
         from esjax.envs import make_env
         from esjax.policy import policy_apply, unravel
 
-        self.wid, self.cfg, self.task_q, self.result_q = wid, cfg, task_q, result_q
+        self.cfg, self.task_q, self.conn = cfg, task_q, conn
         spec, k = cfg.spec, cfg.envs_per_worker
         self.noise = SharedNoiseTable(cfg.noise_size, name=cfg.noise_name)
         table = jax.dlpack.from_dlpack(self.noise.array)  # zero-copy view, an argument
@@ -217,7 +227,7 @@ class _Worker:
         self._jnp = jnp
 
     def run(self) -> None:
-        self.result_q.put(("ready", self.wid))
+        self.conn.send(("ready",))
         while True:
             busy = any(s is not None for s in self.slots) or bool(self.pending)
             if not self._handle_messages(block=not busy):
@@ -261,7 +271,7 @@ class _Worker:
         n += len(self.pending) - len(fresh)
         self.pending = fresh
         if n:
-            self.result_q.put(("aborted", self.wid, n))
+            self.conn.send(("aborted", n))
 
     def _fill_slots(self) -> None:
         cfg = self.cfg
@@ -286,7 +296,7 @@ class _Worker:
             s = self.slots[k]
             a = actions[k]
             if not np.isfinite(a).all():
-                self.result_q.put(("nonfinite", self.wid, s.ep))
+                self.conn.send(("nonfinite", s.ep))
                 self.slots[k] = None
                 continue
             if s.rng is not None:
@@ -321,14 +331,15 @@ class _Worker:
             s.length if s.ob_sum is not None else 0,
             tuple(s.tp),
         )
-        self.result_q.put(("result", self.wid, res))
+        self.conn.send(("result", res))
 
 
 class WorkerPool:
     """Starts, feeds, restarts and stops the worker processes; nothing outlives ``close``.
 
-    Slots 0..n-1 are stable; each process behind a slot has its own id (``wid`` in its
-    messages), so messages from a replaced process are recognised and dropped.
+    Slots 0..n-1 are stable. Each process behind a slot has its own task queue and result
+    pipe, both replaced with the process, so nothing a dead process sent can be mistaken
+    for its replacement's work.
     """
 
     MAX_CONSECUTIVE_RESTARTS = 3
@@ -336,25 +347,23 @@ class WorkerPool:
     def __init__(self, cfg: WorkerConfig, num_workers: int):
         self._ctx = mp.get_context("spawn")
         self.cfg = cfg
-        self.result_q = self._ctx.Queue()
         self.task_qs: list = [None] * num_workers
+        self.conns: list = [None] * num_workers  # result pipes, trainer's (reading) end
         self.procs: list = [None] * num_workers
-        self._wid_slot: dict[int, int] = {}  # live process id -> slot
-        self._next_wid = 0
         self._params = None
         self.restarts = 0  # over the pool's life
         self._consecutive = [0] * num_workers  # restarts of a slot since its last result
-        self._buffer: deque = deque()  # messages read while checking for dead workers
+        self._buffer: deque[tuple[int, tuple]] = deque()  # (slot, message) read, not returned
+        self._dead: dict[int, int | None] = {}  # slot -> exit code, once its pipe hit EOF
 
     def _spawn(self, slot: int) -> None:
-        wid, self._next_wid = self._next_wid, self._next_wid + 1
         q = self._ctx.Queue()
-        p = self._ctx.Process(target=worker_main, args=(wid, self.cfg, q, self.result_q),
+        reader, writer = self._ctx.Pipe(duplex=False)
+        p = self._ctx.Process(target=worker_main, args=(self.cfg, q, writer),
                               name=f"esjax-worker-{slot}", daemon=True)  # fmt: skip
         p.start()
-        self.task_qs[slot], self.procs[slot] = q, p
-        self._wid_slot = {w: s for w, s in self._wid_slot.items() if s != slot}
-        self._wid_slot[wid] = slot
+        writer.close()  # the child holds the only write end: its death reads as EOF
+        self.task_qs[slot], self.conns[slot], self.procs[slot] = q, reader, p
         if self._params is not None:
             q.put(self._params)
 
@@ -372,17 +381,23 @@ class WorkerPool:
                 ready.add(msg[1])
 
     def restart(self, slot: int, exitcode: int | None) -> None:
-        """Replace the dead process of ``slot``; WorkerError if it keeps dying."""
+        """Replace the dead process of ``slot``; WorkerError if it keeps dying.
+
+        Messages of the old process not yet returned by ``recv`` are dropped."""
         self._consecutive[slot] += 1
         if self._consecutive[slot] > self.MAX_CONSECUTIVE_RESTARTS:
             raise WorkerError(
                 f"worker {slot} keeps dying (exit code {exitcode}, "
                 f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
             )
+        self._buffer = deque(m for m in self._buffer if m[0] != slot)
+        self._dead.pop(slot, None)
         old_q = self.task_qs[slot]
         old_q.cancel_join_thread()
         old_q.close()
-        self.procs[slot].join(timeout=1.0)
+        self.conns[slot].close()
+        self.procs[slot].kill()  # if it is not dead yet (a hung worker), it is now
+        self.procs[slot].join(timeout=5.0)
         self.restarts += 1
         self._spawn(slot)
 
@@ -395,47 +410,44 @@ class WorkerPool:
         self.task_qs[slot].put(("episode", ep))
 
     def recv(self, timeout: float = 1.0):
-        """Next message from a live worker, with its slot in place of its process id;
-        None on timeout. Raises WorkerError for a worker's exception (with its traceback)
-        and WorkerDied for a process that died, so a failure never hangs the trainer."""
+        """Next message from a worker as (kind, slot, *payload); None on timeout.
+
+        Raises WorkerError for a worker's exception (with its traceback, once) and
+        WorkerDied for a process that died, after every message it sent before dying has
+        been returned, so a failure never hangs the trainer and no finished work is lost."""
         deadline = time.monotonic() + timeout
         while True:
-            self._check_alive()
             if self._buffer:
-                msg = self._buffer.popleft()
-            else:
-                try:
-                    wait = min(0.5, max(0.0, deadline - time.monotonic()))
-                    msg = self.result_q.get(timeout=wait)
-                except queue.Empty:
-                    msg = None
-            if msg is not None and msg[0] == "error":
-                slot = self._wid_slot.get(msg[1], "?")
-                raise WorkerError(f"worker {slot} failed:\n{msg[2].rstrip()}")
-            if msg is not None and msg[1] in self._wid_slot:
-                slot = self._wid_slot[msg[1]]
+                slot, msg = self._buffer.popleft()
+                if msg[0] == "error":
+                    self._dead.pop(slot, None)  # reported once, with its traceback
+                    raise WorkerError(f"worker {slot} failed:\n{msg[1].rstrip()}")
                 if msg[0] == "result":
                     self._consecutive[slot] = 0
-                return (msg[0], slot, *msg[2:])
-            if time.monotonic() >= deadline:
+                return (msg[0], slot, *msg[1:])
+            if self._dead:
+                slot, exitcode = next(iter(self._dead.items()))
+                raise WorkerDied(slot, exitcode)
+            left = deadline - time.monotonic()
+            self._read(max(0.0, min(0.5, left)))
+            if not self._buffer and not self._dead and left <= 0:
                 return None
 
-    def _check_alive(self) -> None:
-        """Raise for a dead worker: its traceback if it sent one (WorkerError), else
-        WorkerDied. Messages read while looking are kept for later, never dropped."""
-        dead = [(slot, p.exitcode) for slot, p in enumerate(self.procs) if p.exitcode is not None]
-        if not dead:
-            return
-        try:
-            while True:
-                self._buffer.append(self.result_q.get(timeout=0.05))
-        except queue.Empty:
-            pass
-        for msg in self._buffer:
-            if msg[0] == "error":
-                slot = self._wid_slot.get(msg[1], "?")
-                raise WorkerError(f"worker {slot} failed:\n{msg[2].rstrip()}")
-        raise WorkerDied(*dead[0])
+    def _read(self, wait: float) -> None:
+        """Move every message that arrives within ``wait`` seconds into the buffer, and
+        note the slots whose process is gone (pipe at EOF, or an exit code)."""
+        live = {self.conns[s]: s for s in range(len(self.conns)) if s not in self._dead}
+        for conn in mp.connection.wait(list(live), timeout=wait):
+            slot = live[conn]
+            try:
+                while conn.poll():
+                    self._buffer.append((slot, conn.recv()))
+            except (EOFError, OSError):
+                self.procs[slot].join(timeout=5.0)
+                self._dead[slot] = self.procs[slot].exitcode
+        for slot, p in enumerate(self.procs):
+            if slot not in self._dead and p.exitcode is not None and not self.conns[slot].poll():
+                self._dead[slot] = p.exitcode
 
     def close(self) -> None:
         """Ask workers to stop, then terminate and kill any that do not."""
@@ -444,6 +456,9 @@ class WorkerPool:
                 q.put(("stop",))
             except (ValueError, OSError, AttributeError):
                 pass
+        for conn in self.conns:  # a worker blocked sending a result gets EPIPE and exits
+            if conn is not None:
+                conn.close()
         deadline = time.monotonic() + 5.0
         for p in self.procs:
             if p is not None and p.pid is not None:
@@ -457,7 +472,7 @@ class WorkerPool:
             if p.is_alive():
                 p.kill()
                 p.join()
-        for q in [*self.task_qs, self.result_q]:
+        for q in self.task_qs:
             if q is not None:
                 q.cancel_join_thread()
                 q.close()

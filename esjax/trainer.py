@@ -43,9 +43,6 @@ class StopRequested(Exception):
 
 # Workers keep this many episodes queued beyond their env slots, so no slot waits on IPC.
 QUEUE_AHEAD = 2
-# With episodes outstanding and no result for this long, hand them all out again (results
-# are keyed by (unit, part), so a late duplicate is ignored): a lost message never hangs a run.
-STALL_S = 60.0
 
 
 def policy_spec(cfg: Config, info: EnvInfo) -> PolicySpec:
@@ -424,7 +421,8 @@ class Trainer:
                     in_flight += ep.sign != 0
 
         def replace_worker(dead: WorkerDied) -> None:
-            """Restart the slot and hand its unfinished episodes out again, first."""
+            """Restart the slot and hand its unfinished episodes out again, first, in
+            sequence order (results are keyed by (unit, part): none is counted twice)."""
             nonlocal in_flight
             w = dead.slot
             pool.restart(w, dead.exitcode)
@@ -435,20 +433,8 @@ class Trainer:
             outstanding[w] = 0
             out.restarts += 1
 
-        def redispatch_all() -> None:
-            """Hand every unfinished episode out again, in sequence order."""
-            nonlocal in_flight
-            lost = sorted((e for a in assigned for e in a.values()), key=lambda e: (e.unit, e.part))
-            to_send.extendleft(reversed(lost))
-            in_flight -= sum(e.sign != 0 for e in lost)
-            for w in range(cfg.workers):
-                assigned[w].clear()
-                outstanding[w] = 0
-            top_up()
-
         top_up()
         prefix, n_eps, n_steps = 0, 0, 0
-        last_result = time.monotonic()
         while n_eps < cfg.population_size or n_steps < cfg.timesteps_per_gen:
             if self.stop_requested:
                 raise StopRequested
@@ -459,9 +445,6 @@ class Trainer:
                 top_up()
                 continue
             if msg is None:
-                if time.monotonic() - last_result > STALL_S:
-                    redispatch_all()
-                    last_result = time.monotonic()
                 continue
             kind, w = msg[0], msg[1]
             if kind == "aborted":
@@ -479,7 +462,6 @@ class Trainer:
             if res.episode.gen != gen or key not in assigned[w] or key in done:
                 out.skipped += 1
                 continue
-            last_result = time.monotonic()
             del assigned[w][key]
             outstanding[w] -= 1
             if res.episode.sign != 0:
