@@ -1,8 +1,10 @@
 """Training throughput vs the raw environment ceiling (same env, same process count).
 
-raw: N spawned processes each step the env with a fixed (zero) action, resetting on
-episode end, no policy. training: esjax's trainer, timesteps of all episodes it used
-(training + evaluation) per second of generation time, after a warm-up generation.
+raw: N spawned processes each step the env with no policy, resetting on episode end:
+with a fixed zero action (the ceiling the issue names), and with a fixed, pre-drawn
+sequence of uniformly random actions (closer to a policy's contacts, so its physics cost
+per step is closer to training's). training: esjax's trainer, timesteps of all episodes it
+used (training + evaluation) per second of generation time, after a warm-up generation.
 
     python benchmarks/throughput.py --env AntBulletEnv-v0 --workers 2 --seconds 60
 """
@@ -17,29 +19,38 @@ import platform
 import sys
 import time
 
+RAW_ACTIONS = ("zero", "random")
 
-def _raw_worker(env_id: str, seconds: float, out) -> None:
+
+def _raw_worker(env_id: str, seconds: float, actions: str, out) -> None:
     import numpy as np
 
     from esjax.envs import make_env
 
     env = make_env(env_id)
-    action = np.zeros(env.action_space.shape, env.action_space.dtype)
+    space = env.action_space
+    if actions == "zero":
+        table = np.zeros((1, *space.shape), space.dtype)
+    else:
+        rng = np.random.default_rng(0)
+        table = rng.uniform(space.low, space.high, (4096, *space.shape)).astype(space.dtype)
     env.reset(seed=0)
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        _, _, term, trunc, _ = env.step(action)
+        _, _, term, trunc, _ = env.step(table[steps % len(table)])
         steps += 1
         if term or trunc:
             env.reset()
     out.put(steps / (time.perf_counter() - t0))
 
 
-def raw_ceiling(env_id: str, workers: int, seconds: float) -> float:
-    """Summed steps/s of ``workers`` processes stepping the env with no policy."""
+def raw_ceiling(env_id: str, workers: int, seconds: float, actions: str = "zero") -> float:
+    """Summed steps/s of ``workers`` processes stepping the env with no policy, with
+    ``actions`` "zero" or "random" (a fixed pre-drawn sequence)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_raw_worker, args=(env_id, seconds, q)) for _ in range(workers)]
+    args = (env_id, seconds, actions, q)
+    procs = [ctx.Process(target=_raw_worker, args=args) for _ in range(workers)]
     for p in procs:
         p.start()
     rates = [q.get() for _ in procs]
@@ -86,14 +97,17 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args()
     raw = raw_ceiling(args.env, args.workers, args.seconds / 2)
+    raw_random = raw_ceiling(args.env, args.workers, args.seconds / 2, "random")
     extra = {"envs_per_worker": args.envs_per_worker} if args.envs_per_worker else {}
     train = training_rate(args.env, args.workers, args.seconds, extra)
     result = {
         "env": args.env,
         "workers": args.workers,
         "raw_steps_per_s": raw,
+        "raw_random_steps_per_s": raw_random,
         "train": train,
         "ratio": train["steps_per_s"] / raw,
+        "ratio_random": train["steps_per_s"] / raw_random,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),

@@ -8,6 +8,8 @@ loads. No pickle anywhere: loading a checkpoint executes no code.
 from __future__ import annotations
 
 import math
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,23 @@ import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
 from esjax.config import ConfigError
+from esjax.quiet import silenced_stdout
 
 absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every save at INFO/WARNING
 
 
 class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable or does not fit the run (one line)."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, folder unwritable); nothing of it loads."""
+
+
+def checkpoint_bytes(num_params: int, ob_dim: int) -> int:
+    """Rough size on disk of one checkpoint: θ, two optimizer moments and the generation's
+    θ (float32), observation statistics (float64), plus metadata and orbax's files."""
+    return 16 * num_params + 24 * ob_dim + 64 * 1024
 
 
 class CheckpointStore:
@@ -49,15 +62,30 @@ class CheckpointStore:
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
         """Write ``state`` (pytree of arrays) and ``meta`` (JSON) as ``step``; blocks until
         committed, then prunes to the newest ``keep`` plus the best."""
-        self._mngr.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-            force=True,
-        )
-        self._mngr.wait_until_finished()
+        try:
+            # A failed write makes orbax's background threads print several tracebacks;
+            # the one-line CheckpointWriteError below says it all.
+            with silenced_stdout():
+                self._mngr.save(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                    ),
+                    force=True,
+                )
+                self._mngr.wait_until_finished()
+        except Exception as e:  # orbax / tensorstore raise many kinds for a failed write
+            self._remove_unfinished()
+            raise CheckpointWriteError(
+                f"could not write checkpoint {step} to {self.directory}: {_write_reason(e)}"
+            ) from e
         self._prune(best=meta.get("best_step"))
+
+    def _remove_unfinished(self) -> None:
+        """Delete the temporary folders of a failed save (orbax never lists them as steps;
+        removing them gives the space back)."""
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _prune(self, best: int | None) -> None:
         steps = self.steps()
@@ -125,6 +153,13 @@ def best_step_after(meta_prev: dict[str, Any] | None, step: int, eval_return: fl
     if not math.isnan(eval_return) and eval_return > best_eval:
         return step, eval_return
     return best_step, best_eval
+
+
+def _write_reason(e: Exception) -> str:
+    """The OS's reason in a tensorstore/orbax write error ("No space left on device",
+    "Permission denied", ...), else the error's first line."""
+    m = re.search(r":\s*([A-Z][A-Za-z ]+?)\s*\[os_error_code", str(e))
+    return m.group(1) if m else _short(e)
 
 
 def _short(e: Exception) -> str:

@@ -54,13 +54,13 @@ def load_policy(run_dir: Path, which: str):
 
 def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, frames=None):
     """Returns and lengths of noiseless episodes; appends rendered frames to ``frames``."""
-    import jax
     from tqdm import tqdm
 
-    from esjax.policy import policy_apply, unravel
+    from esjax.policy import policy_apply_np, unravel
 
-    params = unravel(spec, jax.numpy.asarray(theta))
-    act = jax.jit(lambda ob: policy_apply(spec, params, ob, ob_mean, ob_std))
+    # The workers' NumPy forward pass, so returns match what training measured.
+    params = unravel(spec, np.asarray(theta, np.float32))
+    ob_mean, ob_std = np.asarray(ob_mean, np.float32), np.asarray(ob_std, np.float32)
     low, high = np.asarray(spec.ac_low), np.asarray(spec.ac_high)
     returns, lengths = [], []
     limit = env.spec.max_episode_steps if env.spec else None
@@ -71,7 +71,8 @@ def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, fr
             frames.append(env.render())
         ret, length, done = 0.0, 0, False
         while not done:
-            a = np.clip(np.asarray(act(np.asarray(ob, np.float32).ravel())), low, high)
+            ob = np.asarray(ob, np.float32).ravel()
+            a = np.clip(policy_apply_np(spec, params, ob, ob_mean, ob_std), low, high)
             ob, r, terminated, truncated, _ = env.step(a.reshape(env.action_space.shape))
             ret += float(r)
             length += 1

@@ -20,6 +20,7 @@ LOG_FIELDS = (
     "TimeElapsedThisGen", "TimeElapsed",
     "TimePredictMin", "TimePredictMax", "TimePredictMean", "TimePredictCount",
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
+    "EnvTimeFrac",
 )  # fmt: skip
 
 

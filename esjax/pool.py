@@ -1,9 +1,9 @@
 """Worker processes (spawn), the shared-memory noise table, and vectorized rollouts.
 
-Each worker steps ``envs_per_worker`` environments in lockstep. One jitted, vmapped
-policy call per step serves all of them; each slot holds its own perturbed weights,
-built once per episode from θ and the shared noise table. When an episode ends, the
-next queued episode takes its slot.
+Each worker steps ``envs_per_worker`` environments in lockstep. One NumPy policy call
+per step (``policy_apply_np``, on the worker's own thread) serves all of them; each slot
+holds its own perturbed weights, built once per episode from θ and the shared noise
+table. When an episode ends, the next queued episode takes its slot.
 
 Protocol (all messages are small tuples; θ travels once per generation per worker):
   trainer -> worker: ("params", gen, theta, ob_mean, ob_std) | ("episode", Episode) | ("stop",)
@@ -17,8 +17,8 @@ other worker's results for good. A private pipe dies with its worker and reads a
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import functools
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from esjax.core.noise import fill_noise_table
-from esjax.policy import PolicySpec
+from esjax.policy import PolicySpec, policy_apply_np, unravel
 
 WORKER_START_TIMEOUT_S = 300.0
 
@@ -71,6 +71,7 @@ class EpisodeResult(NamedTuple):
     """What a finished episode reports. ob_* are None unless it gathered statistics.
 
     time_predict: (sum, min, max, count) of seconds of policy inference per env step.
+    time_env: seconds spent inside the env's reset and step calls for this episode.
     """
 
     episode: Episode
@@ -81,6 +82,7 @@ class EpisodeResult(NamedTuple):
     ob_sumsq: np.ndarray | None
     ob_count: int
     time_predict: tuple[float, float, float, int]
+    time_env: float
 
 
 class WorkerConfig(NamedTuple):
@@ -142,13 +144,30 @@ def _die_with_parent() -> None:
         pass
 
 
+# A worker's matrix products are small and its core is busy with the simulator: BLAS
+# thread pools would only fight the other workers for the cores.
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """Environment for starting a worker: one BLAS thread (read when numpy loads)."""
+    saved = {v: os.environ.get(v) for v in _BLAS_THREAD_VARS}
+    os.environ.update({v: "1" for v in _BLAS_THREAD_VARS})
+    try:
+        yield
+    finally:
+        for v, value in saved.items():
+            if value is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = value
+
+
 def worker_main(cfg: WorkerConfig, task_q, conn) -> None:
     """Entry point of a worker process: tasks from ``task_q``, messages out on ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and stops us
     _die_with_parent()
-    os.environ.setdefault(
-        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    )
     try:
         _Worker(cfg, task_q, conn).run()
     except (BrokenPipeError, EOFError):
@@ -163,7 +182,7 @@ def worker_main(cfg: WorkerConfig, task_q, conn) -> None:
 class _Slot:
     """An episode in progress in one environment slot."""
 
-    __slots__ = ("ep", "ret", "sign_ret", "length", "rng", "ob_sum", "ob_sumsq", "tp")
+    __slots__ = ("ep", "ret", "sign_ret", "length", "rng", "ob_sum", "ob_sumsq", "tp", "t_env")
 
     def __init__(self, ep: Episode, ob_dim: int, ac_noise: bool):
         self.ep = ep
@@ -174,57 +193,32 @@ class _Slot:
         self.ob_sum = np.zeros(ob_dim) if ep.calc_obstat else None
         self.ob_sumsq = np.zeros(ob_dim) if ep.calc_obstat else None
         self.tp = [0.0, np.inf, 0.0, 0]
+        self.t_env = 0.0
 
 
 class _Worker:
     def __init__(self, cfg: WorkerConfig, task_q, conn):
-        import jax
-        import jax.numpy as jnp
-
-        from esjax.core.noise import get_noise
         from esjax.envs import make_env
-        from esjax.policy import policy_apply, unravel
 
         self.cfg, self.task_q, self.conn = cfg, task_q, conn
         spec, k = cfg.spec, cfg.envs_per_worker
         self.noise = SharedNoiseTable(cfg.noise_size, name=cfg.noise_name)
-        table = jax.dlpack.from_dlpack(self.noise.array)  # zero-copy view, an argument
         self.envs = [make_env(cfg.env_id) for _ in range(k)]
         self.ac_shape = self.envs[0].action_space.shape
         self.low = np.asarray(spec.ac_low, np.float32)
         self.high = np.asarray(spec.ac_high, np.float32)
-        num_params = spec.num_params
-
-        def set_slot(stacked, slot, theta, table, offset, scale):
-            flat = theta + scale * get_noise(table, offset, num_params)
-            layers = unravel(spec, flat)
-            return [
-                (w_all.at[slot].set(w), b_all.at[slot].set(b))
-                for (w_all, b_all), (w, b) in zip(stacked, layers)
-            ]
-
-        def act(stacked, obs, ob_mean, ob_std):
-            apply = functools.partial(policy_apply, spec)
-            return jax.vmap(apply, in_axes=(0, 0, None, None))(stacked, obs, ob_mean, ob_std)
-
-        self._set_slot = jax.jit(set_slot, donate_argnums=0)
-        self._act = jax.jit(act)
-        self._table = table
+        # Per-slot weights [(W (k, in, out), b (k, out))], rebuilt one slot per episode.
         self.stacked = [
-            (jnp.zeros((k, i, o), jnp.float32), jnp.zeros((k, o), jnp.float32))
+            (np.zeros((k, i, o), np.float32), np.zeros((k, o), np.float32))
             for i, o in spec.layer_shapes
         ]
-        self.theta = jnp.zeros(num_params, jnp.float32)
-        self.ob_mean = jnp.zeros(spec.ob_dim, jnp.float32)
-        self.ob_std = jnp.ones(spec.ob_dim, jnp.float32)
+        self.theta = np.zeros(spec.num_params, np.float32)
+        self.ob_mean = np.zeros(spec.ob_dim, np.float32)
+        self.ob_std = np.ones(spec.ob_dim, np.float32)
         self.obs = np.zeros((k, spec.ob_dim), np.float32)
         self.slots: list[_Slot | None] = [None] * k
         self.pending: deque[Episode] = deque()
         self.gen = -1
-        # Compile both functions now, so the first generation is not timed with it.
-        self.stacked = self._set_slot(self.stacked, 0, self.theta, table, 0, 0.0)
-        np.asarray(self._act(self.stacked, self.obs, self.ob_mean, self.ob_std))
-        self._jnp = jnp
 
     def run(self) -> None:
         self.conn.send(("ready",))
@@ -239,6 +233,8 @@ class _Worker:
     def _handle_messages(self, block: bool) -> bool:
         """Read every queued message; False on stop."""
         msgs = []
+        if not block and self.task_q.empty():  # one poll(2); cheaper than a failed get
+            return True
         try:
             msgs.append(self.task_q.get(timeout=1.0) if block else self.task_q.get_nowait())
             while True:
@@ -252,9 +248,9 @@ class _Worker:
             if kind == "params":
                 _, gen, theta, ob_mean, ob_std = msg
                 self.gen = gen
-                self.theta = self._jnp.asarray(theta)
-                self.ob_mean = self._jnp.asarray(ob_mean)
-                self.ob_std = self._jnp.asarray(ob_std)
+                self.theta = np.asarray(theta, np.float32)
+                self.ob_mean = np.asarray(ob_mean, np.float32)
+                self.ob_std = np.asarray(ob_std, np.float32)
                 self._drop_stale()
             elif kind == "episode":
                 self.pending.append(msg[1])
@@ -273,23 +269,31 @@ class _Worker:
         if n:
             self.conn.send(("aborted", n))
 
+    def _set_slot(self, k: int, ep: Episode) -> None:
+        """Slot k's weights := unravel(θ + sign σ ε), ε the table's rows at ep.offset."""
+        spec = self.cfg.spec
+        eps = self.noise.array[ep.offset : ep.offset + spec.num_params]
+        flat = self.theta + np.float32(ep.sign * self.cfg.noise_stdev) * eps
+        for (w_all, b_all), (w, b) in zip(self.stacked, unravel(spec, flat)):
+            w_all[k] = w
+            b_all[k] = b
+
     def _fill_slots(self) -> None:
         cfg = self.cfg
         for k in range(len(self.slots)):
             if self.slots[k] is not None or not self.pending:
                 continue
             ep = self.pending.popleft()
-            scale = float(ep.sign) * cfg.noise_stdev
-            self.stacked = self._set_slot(
-                self.stacked, k, self.theta, self._table, ep.offset, scale
-            )
+            self._set_slot(k, ep)
+            t0 = time.perf_counter()
             ob, _ = self.envs[k].reset(seed=ep.env_seed)
             self.obs[k] = np.asarray(ob, np.float32).ravel()
-            self.slots[k] = _Slot(ep, cfg.spec.ob_dim, cfg.ac_noise_std > 0)
+            self.slots[k] = s = _Slot(ep, cfg.spec.ob_dim, cfg.ac_noise_std > 0)
+            s.t_env = time.perf_counter() - t0
 
     def _step(self) -> None:
         t0 = time.perf_counter()
-        actions = np.asarray(self._act(self.stacked, self.obs, self.ob_mean, self.ob_std))
+        actions = policy_apply_np(self.cfg.spec, self.stacked, self.obs, self.ob_mean, self.ob_std)
         active = [k for k, s in enumerate(self.slots) if s is not None]
         per_step = (time.perf_counter() - t0) / len(active)
         for k in active:
@@ -305,7 +309,9 @@ class _Worker:
             if s.ob_sum is not None:
                 s.ob_sum += self.obs[k]
                 s.ob_sumsq += np.square(self.obs[k], dtype=np.float64)
+            t_step = time.perf_counter()
             ob, rew, terminated, truncated, _ = self.envs[k].step(a)
+            s.t_env += time.perf_counter() - t_step
             self.obs[k] = np.asarray(ob, np.float32).ravel()
             s.ret += float(rew)
             s.sign_ret += float(np.sign(rew))
@@ -330,6 +336,7 @@ class _Worker:
             s.ob_sumsq,
             s.length if s.ob_sum is not None else 0,
             tuple(s.tp),
+            s.t_env,
         )
         self.conn.send(("result", res))
 
@@ -361,14 +368,15 @@ class WorkerPool:
         reader, writer = self._ctx.Pipe(duplex=False)
         p = self._ctx.Process(target=worker_main, args=(self.cfg, q, writer),
                               name=f"esjax-worker-{slot}", daemon=True)  # fmt: skip
-        p.start()
+        with _single_threaded_blas():
+            p.start()
         writer.close()  # the child holds the only write end: its death reads as EOF
         self.task_qs[slot], self.conns[slot], self.procs[slot] = q, reader, p
         if self._params is not None:
             q.put(self._params)
 
     def start(self) -> None:
-        """Start every worker and wait until all are ready (envs made, policy compiled)."""
+        """Start every worker and wait until all are ready (noise attached, envs made)."""
         for slot in range(len(self.procs)):
             self._spawn(slot)
         ready = set()

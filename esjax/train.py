@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -102,9 +103,32 @@ def truncate_log(path: Path, generations: int) -> None:
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:
+    """Atomically (re)write ``run_dir/config.json``; ConfigError if the folder is unwritable."""
     tmp = run_dir / "config.json.tmp"
-    tmp.write_text(cfg.to_json() + "\n")
-    os.replace(tmp, run_dir / "config.json")
+    try:
+        tmp.write_text(cfg.to_json() + "\n")
+        os.replace(tmp, run_dir / "config.json")
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {run_dir / 'config.json'} ({e.strerror}): make the run directory "
+            "writable or pass --run-dir elsewhere"
+        ) from e
+
+
+def check_free_space(path: Path, need: int) -> None:
+    """ConfigError unless the disk holding ``path`` (or its nearest existing parent) has
+    ``need`` bytes free."""
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise ConfigError(
+            f"only {free / 1e6:.1f} MB free on the disk holding {path}, and this run's "
+            f"checkpoints need about {need / 1e6:.1f} MB: free some space or pass --run-dir "
+            "on another disk"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))  # one line, exit code 2
 
     # Heavy imports only after the arguments are known to be valid.
-    from esjax.checkpoint import CheckpointStore
+    from esjax.checkpoint import CheckpointStore, CheckpointWriteError, checkpoint_bytes
     from esjax.envs import check_env_id
     from esjax.metrics import ProgressDisplay
     from esjax.pool import NonFiniteError, WorkerError
@@ -147,8 +171,19 @@ def main(argv: list[str] | None = None) -> int:
                     f"the run's budget is already spent at generation {step}: raise "
                     "--max-timesteps or --max-generations to continue it"
                 )
-        else:
+        # The newest --keep-checkpoints, the best, and one being written, plus the log.
+        need = checkpoint_bytes(trainer.num_params, trainer.info.ob_dim) * (
+            cfg.keep_checkpoints + 2
+        ) + (1 << 20)
+        check_free_space(Path(resume) if resume else Path(cfg.run_dir), need)
+        if not resume:
             run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
+        try:
+            write_config(run_dir, cfg)
+        except ConfigError:
+            if not resume:
+                shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty
+            raise
     except ConfigError as e:
         parser.error(str(e))
     if resume:
@@ -156,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resuming {run_dir} from generation {trainer.totals.generation}", flush=True)
     else:
         print(f"run directory: {run_dir}", flush=True)
-    write_config(run_dir, cfg)
 
     if cfg.max_timesteps:
         display = ProgressDisplay(cfg.max_timesteps, "steps", trainer.totals.timesteps)
@@ -188,6 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         code = 128 + signum
     except (NonFiniteError, WorkerError) as e:
         print(f"esjax: error: {e}", file=sys.stderr)
+        code = 1
+    except CheckpointWriteError as e:
+        saved = trainer.saved_step
+        after = (
+            f"then resume from generation {saved} with: python -m esjax.train --resume {run_dir}"
+            if saved is not None
+            else "then start the run again"
+        )
+        print(f"esjax: error: {e}: free some space or fix the folder's permissions, {after}",
+              file=sys.stderr)  # fmt: skip
         code = 1
     finally:
         display.close()

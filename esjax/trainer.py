@@ -118,6 +118,7 @@ class Trainer:
         self.gen_eval = math.nan
         self.best_step: int | None = None  # saved checkpoint with the best evaluation
         self.best_step_eval = -math.inf
+        self.saved_step: int | None = None  # newest checkpoint on disk (saved or resumed)
         self.noise: SharedNoiseTable | None = None
         self.pool: WorkerPool | None = None
         self.stop_requested = False  # set from a signal handler; checked at safe points
@@ -193,10 +194,16 @@ class Trainer:
     def save(self, store: CheckpointStore) -> None:
         """Checkpoint the full state after the current generation."""
         step = self.totals.generation
+        before = self.best_step, self.best_step_eval
         self.best_step, self.best_step_eval = best_step_after(
             {"best_step": self.best_step, "best_eval": self.best_step_eval}, step, self.gen_eval
         )
-        store.save(step, self.state_tree(), self.meta())
+        try:
+            store.save(step, self.state_tree(), self.meta())
+        except Exception:
+            self.best_step, self.best_step_eval = before  # that step is not on disk
+            raise
+        self.saved_step = step
 
     def meta(self) -> dict:
         """JSON side of a checkpoint: the config and what identifies this step."""
@@ -255,7 +262,8 @@ class Trainer:
         self.gen_eval = float(eval_rets.mean()) if eval_rets.size else math.nan
         if eval_rets.size:
             t.best_eval = max(t.best_eval, self.gen_eval)
-        tp = [r.time_predict for u in gen.train for r in u] + [r.time_predict for r in gen.evals]
+        used_results = [r for u in gen.train for r in u] + gen.evals
+        tp = [r.time_predict for r in used_results]
         tp_count = sum(x[3] for x in tp)
         used = returns.size + len(gen.evals)
         return {
@@ -288,6 +296,7 @@ class Trainer:
             "UpdateRatio": float(info.update_ratio),
             "StepsPerSec": int(lengths.sum() + sum(r.length for r in gen.evals)) / dt,
             "WorkerRestarts": gen.restarts,
+            "EnvTimeFrac": sum(r.time_env for r in used_results) / (self.cfg.workers * dt),
         }
 
     def state_tree(self) -> dict:
@@ -348,6 +357,7 @@ class Trainer:
         self.gen_policy = (p["theta"], p["ob_mean"], p["ob_std"])
         self.gen_eval = math.nan if meta.get("eval_return") is None else meta["eval_return"]
         self.best_step = meta.get("best_step")
+        self.saved_step = self.totals.generation
         self.best_step_eval = -math.inf if meta.get("best_eval") is None else meta["best_eval"]
 
     # -- collecting one generation -----------------------------------------------

@@ -8,6 +8,7 @@ from esjax.policy import (
     PolicySpec,
     discretize,
     policy_apply,
+    policy_apply_np,
     policy_init,
     unravel,
 )
@@ -47,6 +48,27 @@ def test_forward_matches_numpy_for_every_nonlinearity(nonlin):
     mean, std = np.array([0.1, 0.0, -1.0], np.float32), np.array([0.5, 0.2, 2.0], np.float32)
     got = policy_apply(s, unravel(s, jnp.asarray(flat)), ob, mean, std)
     np.testing.assert_allclose(got, numpy_forward(s, flat, ob, mean, std), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("nonlin", sorted(NONLINEARITIES))
+@pytest.mark.parametrize("bins", [0, 3])
+def test_numpy_batch_with_per_row_weights_matches_jax(nonlin, bins):
+    """The workers' NumPy path: row k of the batch uses its own weights, and gives what
+    the JAX policy gives for that row (up to float rounding)."""
+    s = spec(nonlin=nonlin, ac_bins=bins)
+    rng = np.random.default_rng(1)
+    flats = rng.normal(size=(4, s.num_params)).astype(np.float32)
+    obs = rng.normal(size=(4, 3)).astype(np.float32) * 3
+    mean, std = np.array([0.1, 0.0, -1.0], np.float32), np.array([0.5, 0.2, 2.0], np.float32)
+    per_row = [unravel(s, f) for f in flats]
+    stacked = [tuple(np.stack([p[i][j] for p in per_row]) for j in (0, 1)) for i in range(3)]
+    got = policy_apply_np(s, stacked, obs, mean, std)
+    assert got.shape == (4, 2) and got.dtype == np.float32
+    for k in range(4):
+        want = policy_apply(s, unravel(s, jnp.asarray(flats[k])), obs[k], mean, std)
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-5)
+        single = policy_apply_np(s, per_row[k], obs[k], mean, std)  # unbatched form
+        np.testing.assert_array_equal(single, got[k])
 
 
 def test_elu_is_elu_not_leaky_relu():

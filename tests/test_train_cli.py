@@ -44,6 +44,7 @@ def test_run_directory_config_log_and_snapshots(tmp_path):
         assert int(r["EpisodesThisGen"]) % 2 == 0  # mirrored pairs
         assert 0.0 <= float(r["ResultsSkippedFrac"]) < 1.0
         assert int(r["TimePredictCount"]) > 0 and float(r["TimePredictMean"]) > 0
+        assert 0.0 < float(r["EnvTimeFrac"]) <= 1.0
     assert int(rows[-1]["EpisodesSoFar"]) == sum(int(r["EpisodesThisGen"]) for r in rows)
     assert int(rows[-1]["TimestepsSoFar"]) == sum(int(r["TimestepsThisGen"]) for r in rows)
     assert sum(int(r["EvalGenCount"]) for r in rows) > 0
@@ -241,3 +242,59 @@ def test_non_finite_parameters_stop_training_after_saving(tmp_path):
     finally:
         trainer.close()
     assert CheckpointStore(tmp_path, read_only=True).steps() == [0]
+
+
+def _file_size_limit(limit: int):
+    """preexec_fn: writes past ``limit`` bytes in any one file fail (EFBIG), like a disk
+    that fills up mid-checkpoint; the SIG_IGN disposition survives exec."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_failing_checkpoint_write_stops_with_one_line_and_leaves_nothing_that_loads(tmp_path):
+    # 4,609 parameters: the checkpoint's data file (~70 KB) is what crosses the 40 KB limit;
+    # the shared noise table (18 KB), config.json and log.csv stay under it.
+    args = ["--env", "InvertedPendulumBulletEnv-v0", "--hidden-dims", "64", "64",
+            "--noise-table-size", "4609", "--num-workers", "1", "--envs-per-worker", "1",
+            "--population-size", "4", "--timesteps-per-gen", "100", "--max-generations", "3",
+            "--snapshot-freq", "1"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        preexec_fn=_file_size_limit(40_000),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("esjax: error:")]
+    assert len(errors) == 1 and "could not write checkpoint 1" in errors[0], proc.stderr
+    assert "File too large" in errors[0]
+    assert "free some space" in errors[0] and "Traceback" not in proc.stderr
+    run = only_run_dir(tmp_path)
+    assert [int(r["Generation"]) for r in read_log(run)] == [0]
+    assert Config.from_dict(json.loads((run / "config.json").read_text())).max_generations == 3
+    assert not list((run / "checkpoints").glob("*tmp*"))  # the half-written save is gone
+    store = CheckpointStore(run, read_only=True)
+    try:
+        assert store.steps() == []
+    finally:
+        store.close()
+    resumed = train("--resume", str(run), cwd=tmp_path, check=False)
+    assert resumed.returncode == 2 and "no checkpoint" in resumed.stderr
+
+
+def test_too_little_disk_space_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from esjax import train as train_cli
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(train_cli.shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
+    with pytest.raises(SystemExit) as info:
+        train_cli.main([*TINY, "--run-dir", str(tmp_path / "runs"), "--max-generations", "1"])
+    assert info.value.code == 2
+    assert "MB free on the disk holding" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
