@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from policy_step import BACKENDS, bench_policy_step  # noqa: E402
 from startup import bench_startup  # noqa: E402
 from throughput import raw_ceiling, training_rate  # noqa: E402
 from update_step import bench_update, copy_bandwidth_gbs  # noqa: E402
@@ -62,9 +63,12 @@ def main() -> None:
         for workers in (1, 2):
             print(f"throughput {env_id} x{workers} ...", flush=True)
             raw = raw_ceiling(env_id, workers, seconds / 2)
+            raw_random = raw_ceiling(env_id, workers, seconds / 2, "random")
             train = training_rate(env_id, workers, seconds, {"noise_table_size": table})
             throughput.append({"env": env_id, "workers": workers, "raw_steps_per_s": raw,
-                               **train, "ratio": train["steps_per_s"] / raw})  # fmt: skip
+                               "raw_random_steps_per_s": raw_random, **train,
+                               "ratio": train["steps_per_s"] / raw,
+                               "ratio_random": train["steps_per_s"] / raw_random})  # fmt: skip
     _write(out_dir / "throughput.json", {**meta, "results": throughput})
 
     # (2) update step over population x parameter count, with the bandwidth reference
@@ -84,7 +88,16 @@ def main() -> None:
     start = bench_startup(envs[0], 2, table)
     _write(out_dir / "startup.json", {**meta, "results": start})
 
-    md_path.write_text(render_markdown(meta, throughput, update, bandwidth, start))
+    # (4) policy inference per env step beside a running simulator: JAX jit vs NumPy
+    print("policy step ...", flush=True)
+    policy = [
+        bench_policy_step(envs[0], backend, k, 2, 1.5 if quick else 20.0)
+        for backend in BACKENDS
+        for k in ((1,) if quick else (1, 8))
+    ]
+    _write(out_dir / "policy_step.json", {**meta, "results": policy})
+
+    md_path.write_text(render_markdown(meta, throughput, update, bandwidth, start, policy))
     print(f"wrote {md_path} and {out_dir}/*.json")
 
 
@@ -92,7 +105,7 @@ def _write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def render_markdown(meta, throughput, update, bandwidth, start) -> str:
+def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
     lines = [
         "# esjax benchmarks",
         "",
@@ -103,19 +116,24 @@ def render_markdown(meta, throughput, update, bandwidth, start) -> str:
         "",
         "## Training throughput vs the raw environment ceiling",
         "",
-        "raw = the same number of processes stepping the env with a fixed (zero) action and",
-        "resets, no policy. training = timesteps of all used episodes per second of generation",
-        "time (warm-up generation excluded). TimePredict = policy inference per env step.",
+        "raw = the same number of processes stepping the env with no policy and resets: with a",
+        "fixed zero action (raw 0), and with a fixed pre-drawn sequence of uniform random actions",
+        "(raw rnd, closer to a policy's contacts). training = timesteps of all used episodes",
+        "per second of generation time (warm-up generation excluded). env frac = EnvTimeFrac,",
+        "the share of the workers' time spent inside the simulator for used episodes.",
+        "TimePredict = policy inference per env step.",
         "",
-        "| env | workers | raw steps/s | training steps/s | ratio | skipped frac | "
-        "TimePredict µs/step | generations |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| env | workers | raw 0 steps/s | raw rnd steps/s | training steps/s | ratio (raw 0) | "
+        "ratio (raw rnd) | env frac | skipped frac | TimePredict µs/step | generations |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in throughput:
         lines.append(
             f"| {r['env']} | {r['workers']} | {r['raw_steps_per_s']:,.0f} | "
-            f"{r['steps_per_s']:,.0f} | {r['ratio']:.2f} | {r['skipped_frac_mean']:.3f} | "
-            f"{r['time_predict_mean_us']:.1f} | {r['generations']} |"
+            f"{r['raw_random_steps_per_s']:,.0f} | {r['steps_per_s']:,.0f} | "
+            f"{r['ratio']:.2f} | {r['ratio_random']:.2f} | {r['env_time_frac_mean']:.2f} | "
+            f"{r['skipped_frac_mean']:.3f} | {r['time_predict_mean_us']:.1f} | "
+            f"{r['generations']} |"
         )
     lines += [
         "",
@@ -144,7 +162,22 @@ def render_markdown(meta, throughput, update, bandwidth, start) -> str:
         f"PSS {s['pss_total_mb']:,.0f} MB",
         "(PSS counts the shared table once; RSS counts it in every process that touched it).",
         "",
+        "## Policy inference per env step, beside a running simulator",
+        "",
+        "2 processes, each stepping K envs of "
+        f"{policy[0]['env']} with one batched call per step (256x256 tanh MLP, its own",
+        "weights per env). jax = `jit(vmap(policy_apply))` (the workers before), numpy =",
+        "`policy_apply_np` on the worker's own thread (the workers now).",
+        "",
+        "| backend | K | inference µs/step | env µs/step | steps/s (2 processes) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
+    for r in policy:
+        lines.append(
+            f"| {r['backend']} | {r['envs_per_call']} | {r['inference_us_per_step']:.1f} | "
+            f"{r['env_us_per_step']:.1f} | {r['steps_per_s']:,.0f} |"
+        )
+    lines += [""]
     return "\n".join(lines)
 
 

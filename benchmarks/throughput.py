@@ -84,6 +84,8 @@ def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dic
         "generations": len(rows),
         "skipped_frac_mean": sum(r["ResultsSkippedFrac"] for r in rows) / len(rows),
         "time_predict_mean_us": 1e6 * sum(r["TimePredictMean"] for r in rows) / len(rows),
+        "env_time_frac_mean": sum(r["EnvTimeFrac"] * r["TimeElapsedThisGen"] for r in rows)
+        / elapsed,
         "startup_s": startup,
     }
 

@@ -42,7 +42,7 @@ class Config:
     )
     timesteps_per_gen: int = _opt(10_000, "Minimum training timesteps per generation.")
     num_workers: int = _opt(0, "Worker processes; 0 means one per CPU core.")
-    envs_per_worker: int = _opt(8, "Environments each worker steps in lockstep (one policy call).")
+    envs_per_worker: int = _opt(2, "Environments each worker steps in lockstep (one policy call).")
     learning_rate: float = _opt(0.01, "Step size of the optimizer (or of plain gradient ascent).")
     noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
     l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")

@@ -292,29 +292,34 @@ class _Worker:
             s.t_env = time.perf_counter() - t0
 
     def _step(self) -> None:
+        """One env step in every active slot, with one policy call for all of them."""
         t0 = time.perf_counter()
         actions = policy_apply_np(self.cfg.spec, self.stacked, self.obs, self.ob_mean, self.ob_std)
         active = [k for k, s in enumerate(self.slots) if s is not None]
         per_step = (time.perf_counter() - t0) / len(active)
+        finite = np.isfinite(actions).all(axis=-1)
+        for k in active:  # action noise (training episodes only), then one clip for all
+            rng = self.slots[k].rng
+            if rng is not None:
+                noise = rng.standard_normal(actions.shape[-1], np.float32)
+                actions[k] += self.cfg.ac_noise_std * noise
+        np.clip(actions, self.low, self.high, out=actions)
         for k in active:
             s = self.slots[k]
-            a = actions[k]
-            if not np.isfinite(a).all():
+            if not finite[k]:
                 self.conn.send(("nonfinite", s.ep))
                 self.slots[k] = None
                 continue
-            if s.rng is not None:
-                a = a + self.cfg.ac_noise_std * s.rng.standard_normal(a.shape, np.float32)
-            a = np.clip(a, self.low, self.high).reshape(self.ac_shape)
             if s.ob_sum is not None:
                 s.ob_sum += self.obs[k]
                 s.ob_sumsq += np.square(self.obs[k], dtype=np.float64)
             t_step = time.perf_counter()
-            ob, rew, terminated, truncated, _ = self.envs[k].step(a)
+            ob, rew, terminated, truncated, _ = self.envs[k].step(actions[k].reshape(self.ac_shape))
             s.t_env += time.perf_counter() - t_step
             self.obs[k] = np.asarray(ob, np.float32).ravel()
-            s.ret += float(rew)
-            s.sign_ret += float(np.sign(rew))
+            rew = float(rew)
+            s.ret += rew
+            s.sign_ret += (rew > 0) - (rew < 0)
             s.length += 1
             tp = s.tp
             tp[0] += per_step

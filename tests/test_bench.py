@@ -15,11 +15,16 @@ def test_bench_quick_writes_results_and_table(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py")], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("throughput", "update_step", "startup"):
+    for name in ("throughput", "update_step", "startup", "policy_step"):
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["machine"] and data["date"] and "make bench" in data["command"]
     tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
     assert {r["workers"] for r in tp} == {1, 2}
     assert all(r["raw_steps_per_s"] > 0 and r["steps_per_s"] > 0 for r in tp)
+    assert all(r["raw_random_steps_per_s"] > 0 and 0 < r["env_time_frac_mean"] <= 1 for r in tp)
+    policy = json.loads((tmp_path / "policy_step.json").read_text())["results"]
+    assert {r["backend"] for r in policy} == {"jax", "numpy"}
+    assert all(r["inference_us_per_step"] > 0 for r in policy)
     md = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| env | workers | raw steps/s" in md and "Plain array copy bandwidth" in md
+    assert "| env | workers | raw 0 steps/s" in md and "Plain array copy bandwidth" in md
+    assert "| backend | K | inference" in md
