@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import time
+
+from throughput import run_concurrently
 
 BACKENDS = ("jax", "numpy")
 
@@ -76,15 +77,7 @@ def _policy_worker(env_id: str, backend: str, k: int, seconds: float, out) -> No
 
 def bench_policy_step(env_id: str, backend: str, k: int, workers: int, seconds: float) -> dict:
     """Mean over ``workers`` concurrent processes of inference and env µs per step."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    args = (env_id, backend, k, seconds, q)
-    procs = [ctx.Process(target=_policy_worker, args=args) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    res = [q.get() for _ in procs]
-    for p in procs:
-        p.join()
+    res = run_concurrently(_policy_worker, (env_id, backend, k, seconds), workers)
     return {
         "env": env_id,
         "backend": backend,

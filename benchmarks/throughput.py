@@ -47,16 +47,21 @@ def _raw_worker(env_id: str, seconds: float, actions: str, out) -> None:
 def raw_ceiling(env_id: str, workers: int, seconds: float, actions: str = "zero") -> float:
     """Summed steps/s of ``workers`` processes stepping the env with no policy, with
     ``actions`` "zero" or "random" (a fixed pre-drawn sequence)."""
+    return sum(run_concurrently(_raw_worker, (env_id, seconds, actions), workers))
+
+
+def run_concurrently(target, args: tuple, n: int) -> list:
+    """Start ``n`` spawned processes of ``target(*args, out_queue)`` at once; each puts
+    one result on the queue. Returns the ``n`` results."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    args = (env_id, seconds, actions, q)
-    procs = [ctx.Process(target=_raw_worker, args=args) for _ in range(workers)]
+    procs = [ctx.Process(target=target, args=(*args, q)) for _ in range(n)]
     for p in procs:
         p.start()
-    rates = [q.get() for _ in procs]
+    results = [q.get() for _ in procs]
     for p in procs:
         p.join()
-    return sum(rates)
+    return results
 
 
 def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dict:
