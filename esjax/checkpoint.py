@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,18 @@ class CheckpointStore:
             # A failed write makes orbax's background threads print several tracebacks;
             # the one-line CheckpointWriteError below says it all.
             with silenced_stdout():
-                self._mngr.save(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-                    ),
-                    force=True,
-                )
-                self._mngr.wait_until_finished()
+                try:
+                    self._mngr.save(
+                        step,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                        ),
+                        force=True,
+                    )
+                    self._mngr.wait_until_finished()
+                except Exception:
+                    _ignore_closed_loop_callbacks()  # before the output comes back
+                    raise
         except Exception as e:  # orbax / tensorstore raise many kinds for a failed write
             self._remove_unfinished()
             raise CheckpointWriteError(
@@ -153,6 +158,24 @@ def best_step_after(meta_prev: dict[str, Any] | None, step: int, eval_return: fl
     if not math.isnan(eval_return) and eval_return > best_eval:
         return step, eval_return
     return best_step, best_eval
+
+
+def _ignore_closed_loop_callbacks() -> None:
+    """After a failed save, tensorstore's writes still in flight report back to orbax's
+    already-closed event loops for a while; each report would print a bare traceback
+    ("Event loop is closed") through sys.unraisablehook. Drop exactly those."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_esjax_filter", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._esjax_filter = True
+    sys.unraisablehook = hook
 
 
 def _write_reason(e: Exception) -> str:
