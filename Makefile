@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on sensible defaults: about 10 minutes on 2 cores (override ENV, TIMESTEPS, ARGS).
+# The main job on sensible defaults: about 8 minutes on 2 cores (override ENV, TIMESTEPS, ARGS).
 train: setup
 	$(PY) -m esjax.train --env $(ENV) --max-timesteps $(TIMESTEPS) $(ARGS)
 
