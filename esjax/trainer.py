@@ -267,7 +267,7 @@ class Trainer:
         used_results = [r for u in gen.train for r in u] + gen.evals
         tp = [r.time_predict for r in used_results]
         tp_count = sum(x[3] for x in tp)
-        used = returns.size + len(gen.evals)
+        used = len(used_results)
         return {
             "Generation": gen_index,
             "GenRewMean": float(returns.mean()),
