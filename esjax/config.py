@@ -34,7 +34,10 @@ class Config:
     seed: int = _opt(0, "Seed of the noise table, the initial policy and every random stream.")
     run_dir: str = _opt("runs", "Parent folder; each run writes its own timestamped subfolder.")
     max_timesteps: int = _opt(
-        10_000_000, "Stop after this many training timesteps (whichever limit comes first)."
+        10_000_000,
+        "Stop once the training episodes the updates used reach this many timesteps "
+        "(TimestepsSoFar; evaluation and thrown-away episodes are in EnvStepsSoFar); "
+        "whichever limit comes first.",
     )
     max_generations: int = _opt(0, "Stop after this many generations; 0 means no limit.")
     population_size: int = _opt(
@@ -56,7 +59,9 @@ class Config:
         0.05, "Chance that the next episode is a noiseless evaluation of theta."
     )
     calc_obstat_prob: float = _opt(
-        0.1, "Chance that a rollout contributes to the observation statistics."
+        0.1,
+        "Chance that a training rollout adds to the observation statistics, drawn for each "
+        "rollout (each of a mirrored pair alone), as the OpenAI starter; evaluations never do.",
     )
     return_proc_mode: str = _opt(
         "centered_rank", "Fitness shaping of returns.", choices=RETURN_PROC_MODES
@@ -170,8 +175,10 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 # Options a resumed run may change: they do not alter what the saved state means.
+# Results do not depend on the worker layout, so the layout may change too.
 RESUMABLE_OVERRIDES = (
-    "max_timesteps", "max_generations", "num_workers", "snapshot_freq", "keep_checkpoints",
+    "max_timesteps", "max_generations", "num_workers", "envs_per_worker", "snapshot_freq",
+    "keep_checkpoints",
 )  # fmt: skip
 
 

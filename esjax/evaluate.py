@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, load_run_config
+from esjax.config import ConfigError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -28,40 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_policy(run_dir: Path, which: str):
-    """(PolicySpec, θ, ob_mean, ob_std, step) of checkpoint ``which``: for 'best', the
-    policy that generation's evaluation measured; otherwise the checkpoint's current θ."""
-    from esjax.checkpoint import CheckpointStore
-    from esjax.core.obstat import ObStat, obstat_mean_std
-    from esjax.trainer import Trainer
-
-    cfg = load_run_config(run_dir)
-    trainer = Trainer(cfg, log=lambda s: None)
-    store = CheckpointStore(run_dir, read_only=True)
-    try:
-        step = store.resolve(which)
-        trainer.check_meta(store.load_meta(step))
-        tree, _ = store.load(step, trainer.state_tree())
-    finally:
-        store.close()
-    if which == "best":
-        p = tree["gen_policy"]
-        return trainer.spec, p["theta"], p["ob_mean"], p["ob_std"], step
-    o = tree["obstat"]
-    mean, std = obstat_mean_std(ObStat(o["sum"], o["sumsq"], float(o["count"])))
-    return trainer.spec, tree["theta"], mean, std, step
-
-
 def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, frames=None):
     """Returns and lengths of noiseless episodes; appends rendered frames to ``frames``."""
     from tqdm import tqdm
 
-    from esjax.policy import policy_apply_np, unravel
+    from esjax.policy import unravel
+    from esjax.worker import act
 
-    # The workers' NumPy forward pass, so returns match what training measured.
+    # The workers' own observation -> action path, so returns match what training measured.
     params = unravel(spec, np.asarray(theta, np.float32))
     ob_mean, ob_std = np.asarray(ob_mean, np.float32), np.asarray(ob_std, np.float32)
-    low, high = np.asarray(spec.ac_low), np.asarray(spec.ac_high)
     returns, lengths = [], []
     limit = env.spec.max_episode_steps if env.spec else None
     bar = tqdm(total=episodes * (limit or 1000), unit="step", disable=frames is None, leave=False)
@@ -71,8 +47,7 @@ def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, fr
             frames.append(env.render())
         ret, length, done = 0.0, 0, False
         while not done:
-            ob = np.asarray(ob, np.float32).ravel()
-            a = np.clip(policy_apply_np(spec, params, ob, ob_mean, ob_std), low, high)
+            a = act(spec, params, np.asarray(ob, np.float32).ravel(), ob_mean, ob_std)
             ob, r, terminated, truncated, _ = env.step(a.reshape(env.action_space.shape))
             ret += float(r)
             length += 1
@@ -111,22 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.video.absolute().parent.is_dir():
             parser.error(f"--video {args.video}: folder {args.video.parent} does not exist")
     try:
-        spec, theta, mean, std, step = load_policy(args.run_dir, args.checkpoint)
+        from esjax.envs import make_env
+        from esjax.state import load_run
+
+        run = load_run(args.run_dir, args.checkpoint)
+        env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None)
     except ConfigError as e:
         parser.error(str(e))
-
-    import gymnasium as gym
-
-    from esjax.envs import register_envs, silenced_stdout
-
-    cfg = load_run_config(args.run_dir)
-    register_envs()
-    with silenced_stdout():
-        env = gym.make(cfg.env, render_mode="rgb_array" if args.video else None,
-                       disable_env_checker=True)  # fmt: skip
-        env.reset(seed=args.seed)
+    cfg, step = run.cfg, run.step
+    theta, mean, std = run.policy(args.checkpoint)
     frames: list[np.ndarray] | None = [] if args.video else None
-    rets, lens = run_episodes(env, spec, theta, mean, std, args.episodes, args.seed, frames)
+    rets, lens = run_episodes(env, run.spec, theta, mean, std, args.episodes, args.seed, frames)
     env.close()
     print(
         f"{cfg.env} checkpoint {step} ({args.checkpoint}): {args.episodes} episodes, "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 # The OpenAI reference's columns first, then esjax's additions.
@@ -20,8 +21,57 @@ LOG_FIELDS = (
     "TimeElapsedThisGen", "TimeElapsed",
     "TimePredictMin", "TimePredictMax", "TimePredictMean", "TimePredictCount",
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
-    "EnvTimeFrac",
+    "EnvTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
 )  # fmt: skip
+
+
+def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> dict[str, Any]:
+    """The log row of one generation.
+
+    ``gen``: its ``esjax.dispatch.Generation``; ``state``: the ``esjax.state.RunState``
+    after it (counters included); ``tell_info``: the update's ``TellInfo``; ``ob_count``:
+    observations added to the statistics; ``dt``: its seconds; ``workers``: how many ran.
+    """
+    returns = np.array([[r.ret for r in unit] for unit in gen.train], np.float64)
+    lengths = np.array([[r.length for r in unit] for unit in gen.train], np.int64)
+    eval_rets = np.array([r.ret for r in gen.evals], np.float64)
+    eval_lens = np.array([r.length for r in gen.evals], np.int64)
+    used = gen.used
+    tp = [r.time_predict for r in used]
+    tp_count = sum(x[3] for x in tp)
+    nan = math.nan
+    return {
+        "Generation": state.generation - 1,
+        "GenRewMean": float(returns.mean()),
+        "GenRewStd": float(returns.std()),
+        "GenLenMean": float(lengths.mean()),
+        "EvalGenRewardMean": float(eval_rets.mean()) if eval_rets.size else nan,
+        "EvalGenRewardStd": float(eval_rets.std()) if eval_rets.size else nan,
+        "EvalGenLengthMean": float(eval_lens.mean()) if eval_lens.size else nan,
+        "EvalGenCount": int(eval_rets.size),
+        "EpisodesThisGen": int(returns.size),
+        "EpisodesSoFar": state.episodes,
+        "TimestepsThisGen": int(lengths.sum()),
+        "TimestepsSoFar": state.timesteps,
+        "UniqueWorkers": len(gen.workers),
+        "ResultsSkippedFrac": gen.skipped / max(1, gen.skipped + len(used)),
+        "ObCount": ob_count,
+        "TimeElapsedThisGen": dt,
+        "TimeElapsed": state.time_elapsed,
+        "TimePredictMin": min((x[1] for x in tp), default=nan),
+        "TimePredictMax": max((x[2] for x in tp), default=nan),
+        "TimePredictMean": sum(x[0] for x in tp) / tp_count if tp_count else nan,
+        "TimePredictCount": tp_count,
+        "GenRewMax": float(returns.max()),
+        "EvalBestSoFar": state.best_eval if state.best_eval > -math.inf else nan,
+        "GradNorm": float(tell_info.grad_norm),
+        "UpdateRatio": float(tell_info.update_ratio),
+        "StepsPerSec": int(lengths.sum() + eval_lens.sum()) / dt,
+        "WorkerRestarts": gen.restarts,
+        "EnvTimeFrac": sum(r.time_env for r in used) / (workers * dt),
+        "EnvStepsThisGen": gen.env_steps,
+        "EnvStepsSoFar": state.env_steps,
+    }
 
 
 class CsvLog:

@@ -18,7 +18,12 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """Optimizer for a loss gradient (the ES trainer feeds it minus the ascent direction).
 
-    - ``adam``: Adam(lr, 0.9, 0.999, 1e-8), as the OpenAI reference.
+    - ``adam``: Adam(lr, 0.9, 0.999, 1e-8), as the OpenAI reference, with one
+      difference: optax adds ε after the bias correction, step ``lr m̂ / (sqrt(v̂) + ε)``,
+      where the starter folds the correction into the step size,
+      ``lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + ε)``: its ε is in effect
+      ``ε / sqrt(1 - b2^t)`` (up to 32x larger on the first step). The two agree unless
+      gradients are as small as ~1e-7 in the first steps.
     - ``sgd``: momentum as in the reference, ``v <- m v + (1 - m) g``, step ``-lr v``.
     - ``gradient_optimizer=False``: plain ascent, step ``-lr g``.
     Weight decay adds ``l2coeff * theta`` to the gradient first (an L2 pull toward zero)

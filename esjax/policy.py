@@ -20,16 +20,19 @@ import numpy as np
 
 from esjax.core.obstat import CLIP
 
+# The OpenAI starter's lrelu(x, leak=0.2) (and the seed notebook's tf.nn.leaky_relu,
+# whose default alpha is 0.2): max(x, 0.2 x).
+LRELU_LEAK = 0.2
 NONLINEARITIES = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
-    "lrelu": lambda x: jax.nn.leaky_relu(x, negative_slope=0.01),  # OpenAI reference leak
+    "lrelu": lambda x: jax.nn.leaky_relu(x, negative_slope=LRELU_LEAK),
     "elu": jax.nn.elu,
 }
 NUMPY_NONLINEARITIES = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, np.float32(0)),
-    "lrelu": lambda x: np.where(x >= 0, x, np.float32(0.01) * x),
+    "lrelu": lambda x: np.where(x >= 0, x, np.float32(LRELU_LEAK) * x),
     "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0)))),
 }
 

@@ -146,29 +146,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))  # one line, exit code 2
 
     # Heavy imports only after the arguments are known to be valid.
-    from esjax.checkpoint import CheckpointStore, CheckpointWriteError, checkpoint_bytes
+    from esjax.checkpoint import CheckpointWriteError, checkpoint_bytes
+    from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
     from esjax.envs import check_env_id
     from esjax.metrics import ProgressDisplay
-    from esjax.pool import NonFiniteError, WorkerError
-    from esjax.trainer import StopRequested, Trainer
+    from esjax.state import load_run
+    from esjax.trainer import Trainer
 
     try:
         check_env_id(cfg.env)
         trainer = Trainer(cfg)
         if resume:
             run_dir = Path(resume)
-            store = CheckpointStore(run_dir, read_only=True)
-            try:
-                step = store.resolve("latest")
-                meta = store.load_meta(step)
-                trainer.check_meta(meta)
-                tree, meta = store.load(step, trainer.state_tree())
-            finally:
-                store.close()
-            trainer.restore(tree, meta)
+            trainer.restore(load_run(run_dir, "latest", cfg))
             if not trainer.budget_left():
                 raise ConfigError(
-                    f"the run's budget is already spent at generation {step}: raise "
+                    f"the run's budget is already spent at generation "
+                    f"{trainer.state.generation}: raise "
                     "--max-timesteps or --max-generations to continue it"
                 )
         # The newest --keep-checkpoints, the best, and one being written, plus the log.
@@ -187,15 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     if resume:
-        truncate_log(run_dir / "log.csv", trainer.totals.generation)
-        print(f"resuming {run_dir} from generation {trainer.totals.generation}", flush=True)
+        truncate_log(run_dir / "log.csv", trainer.state.generation)
+        print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
     else:
         print(f"run directory: {run_dir}", flush=True)
 
     if cfg.max_timesteps:
-        display = ProgressDisplay(cfg.max_timesteps, "steps", trainer.totals.timesteps)
+        display = ProgressDisplay(cfg.max_timesteps, "steps", trainer.state.timesteps)
     else:
-        display = ProgressDisplay(cfg.max_generations, "gen", trainer.totals.generation)
+        display = ProgressDisplay(cfg.max_generations, "gen", trainer.state.generation)
     code = 0
     received: list[int] = []
 
@@ -215,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StopRequested, KeyboardInterrupt):
         signum = received[0] if received else signal.SIGINT
         print(
-            f"stopped at generation {trainer.totals.generation}; checkpoint saved. Resume with:\n"
+            f"stopped at generation {trainer.state.generation}; checkpoint saved. Resume with:\n"
             f"  python -m esjax.train --resume {run_dir}",
             file=sys.stderr,
         )
@@ -237,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         display.close()
         trainer.close()
     if code == 0:
-        t = trainer.totals
+        t = trainer.state
         best = "none yet" if t.best_eval == -math.inf else f"{t.best_eval:.1f}"
         ckpt = run_dir / "checkpoints"
         best_ckpt = ckpt / str(trainer.best_step) if trainer.best_step is not None else None
         print(
-            f"done: {t.generation} generations, {t.timesteps:,} timesteps in "
-            f"{t.time_elapsed:.0f} s; best evaluation return {best}\n"
+            f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
+            f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "
+            f"return {best}\n"
             f"run directory:   {run_dir}\n"
             f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
             f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint best "

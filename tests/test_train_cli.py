@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -81,13 +82,17 @@ def test_timestep_budget_stops_the_run(tmp_path):
         ["--return-proc-mode", "centered_sign_rank", "--no-weight-decay", "--nonlin", "lrelu"],
     ],
 )
-def test_option_combinations_train(tmp_path, extra):
+def test_option_combinations_train_through_the_cli(tmp_path, extra):
+    """The flags reach the trainer (tests/test_trainer.py checks what each one does)."""
     train(*TINY, "--max-generations", "2", *extra, cwd=tmp_path)
-    rows = read_log(only_run_dir(tmp_path))
-    assert len(rows) == 2
-    if "--no-mirrored-sampling" in extra:
-        assert all(int(r["EpisodesThisGen"]) >= 8 for r in rows)
-    assert all(math.isfinite(float(r["GenRewMean"])) for r in rows)
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
+    assert len(rows) == 2 and all(math.isfinite(float(r["GenRewMean"])) for r in rows)
+    cfg = Config.from_dict(json.loads((run / "config.json").read_text()))
+    assert cfg.mirrored_sampling == ("--no-mirrored-sampling" not in extra)
+    assert cfg.discretize_actions == ("--discretize-actions" in extra)
+    if "--no-observation-normalization" in extra:
+        assert all(int(r["ObCount"]) == 0 for r in rows)
 
 
 def test_any_gymnasium_box_env(tmp_path):
@@ -164,7 +169,7 @@ def test_killed_worker_is_replaced_without_lost_or_double_results(tmp_path):
 
         def recv_and_kill(timeout=1.0):
             msg = recv(timeout)
-            if msg is not None and msg[0] == "result" and trainer.totals.generation == 1:
+            if msg is not None and msg[0] == "result" and trainer.state.generation == 1:
                 results.append(msg)
                 if kill and len(results) == 3:
                     pool.procs[1].kill()  # mid-generation: it has episodes queued
@@ -191,32 +196,42 @@ def test_killed_worker_is_replaced_without_lost_or_double_results(tmp_path):
 
 
 def test_worker_that_keeps_dying_stops_training():
-    from esjax.pool import WorkerError
+    """A worker whose every replacement dies at once (a crash loop) ends training with an
+    error after a bounded number of restarts, and leaves no process behind."""
+    from esjax.dispatch import Dispatcher, WorkerError
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
                  num_workers=1, envs_per_worker=1, max_generations=1)  # fmt: skip
     trainer = Trainer(cfg, log=lambda s: None)
     trainer.start()
+    pool, spawned = trainer.pool, []
+    spawn = pool._spawn
+
+    def spawn_and_kill(slot):
+        spawn(slot)
+        spawned.append(pool.procs[slot])
+        pool.procs[slot].kill()
+
+    pool._spawn = spawn_and_kill
+    pool.procs[0].kill()
     try:
-        with pytest.raises(WorkerError, match="keeps dying"):
-            for _ in range(5):
-                trainer.pool.procs[0].kill()
-                trainer.pool.procs[0].join()
-                trainer.pool.restart(0, -9)
+        with pytest.raises(WorkerError, match="worker 0 keeps dying"):
+            trainer.step()
     finally:
-        procs = list(trainer.pool.procs)
         trainer.close()
-    assert not any(p.is_alive() for p in procs)
+    assert len(spawned) == Dispatcher.MAX_CONSECUTIVE_RESTARTS
+    assert not any(p.is_alive() for p in spawned)
 
 
 def test_worker_exception_surfaces_with_its_traceback(monkeypatch):
+    from esjax.dispatch import WorkerError
     from esjax.policy import PolicySpec
-    from esjax.pool import WorkerConfig, WorkerError, WorkerPool
+    from esjax.pool import LocalPool, WorkerConfig
 
     spec = PolicySpec(3, 1, (4,), "tanh", (-2.0,), (2.0,))
     cfg = WorkerConfig("Pendulum-v1", spec, "no-such-shared-memory", 10, 0.02, 0.0, 1)
-    pool = WorkerPool(cfg, 1)
+    pool = LocalPool(cfg, 1)
     try:
         with pytest.raises(WorkerError, match="FileNotFoundError") as info:
             pool.start()
@@ -227,21 +242,75 @@ def test_worker_exception_surfaces_with_its_traceback(monkeypatch):
     assert not any(p.is_alive() for p in procs)
 
 
-def test_non_finite_parameters_stop_training_after_saving(tmp_path):
-    from esjax.pool import NonFiniteError
+def test_non_finite_update_stops_with_one_line_and_keeps_the_last_finite_theta(tmp_path):
+    """A learning rate that overflows float32 makes the first update non-finite: the run
+    stops with exit code 1 and the checkpoint holds the last finite θ (generation 0's)."""
+    from esjax.state import load_run
+
+    proc = train(*TINY, "--learning-rate", "1e39", "--max-generations", "3", cwd=tmp_path,
+                 check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("esjax: error:")]
+    assert errors == ["esjax: error: theta became non-finite in generation 0: lower "
+                      "--learning-rate or --noise-stdev"]  # fmt: skip
+    run = load_run(only_run_dir(tmp_path))
+    assert run.step == 0 and np.isfinite(np.asarray(run.state.theta)).all()
+    assert read_log(only_run_dir(tmp_path)) == []
+
+
+def test_non_finite_update_after_some_generations_saves_the_last_finite_state(tmp_path):
+    from esjax.dispatch import NonFiniteError
+    from esjax.state import load_run
+    from esjax.trainer import Trainer
+
+    cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
+                 num_workers=1, envs_per_worker=2, population_size=4, timesteps_per_gen=100,
+                 max_generations=5, snapshot_freq=0)  # fmt: skip
+    trainer = Trainer(cfg, log=lambda s: None)
+    tell, calls, finite = trainer._tell, [], []
+
+    def tell_that_overflows_in_generation_2(state, *args):
+        new, info = tell(state, *args)
+        calls.append(1)
+        if len(calls) == 3:
+            finite.append(np.asarray(state.theta))
+            return new._replace(theta=new.theta.at[0].set(np.inf)), info
+        return new, info
+
+    trainer._tell = tell_that_overflows_in_generation_2
+    trainer.start()
+    try:
+        with pytest.raises(NonFiniteError, match="theta became non-finite in generation 2"):
+            trainer.train(tmp_path)
+    finally:
+        trainer.close()
+    run = load_run(tmp_path, "latest", cfg)
+    assert run.step == 2
+    np.testing.assert_array_equal(np.asarray(run.state.theta), finite[0])
+
+
+def test_non_finite_actions_stop_training_and_keep_the_finite_theta(tmp_path):
+    """θ finite but so large that the policy's products overflow (inf - inf = NaN): the
+    workers report it, training stops, and the checkpoint holds that finite θ."""
+    from esjax.dispatch import NonFiniteError
+    from esjax.state import load_run
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
                  num_workers=1, envs_per_worker=2, max_generations=3)  # fmt: skip
     trainer = Trainer(cfg, log=lambda s: None)
-    trainer.state = trainer.state._replace(theta=trainer.state.theta.at[0].set(np.nan))
+    huge = np.where(np.arange(trainer.num_params) % 2, 3e38, -3e38).astype(np.float32)
+    es = trainer.state.es._replace(theta=jax.numpy.asarray(huge))
+    trainer.state = trainer.state._replace(es=es)
     trainer.start()
     try:
-        with pytest.raises(NonFiniteError, match="non-finite"):
+        with pytest.raises(NonFiniteError, match="non-finite action in generation 0"):
             trainer.train(tmp_path)
     finally:
         trainer.close()
-    assert CheckpointStore(tmp_path, read_only=True).steps() == [0]
+    run = load_run(tmp_path, "latest", cfg)
+    assert run.step == 0
+    np.testing.assert_array_equal(np.asarray(run.state.theta), huge)
 
 
 def _file_size_limit(limit: int):

@@ -9,7 +9,13 @@ from esjax.core.fitness import (
     shape_returns,
 )
 from esjax.core.gradient import es_gradient, weighted_noise_sum
-from esjax.core.noise import fill_noise_table, get_noise, get_noise_batch, sample_offsets
+from esjax.core.noise import (
+    fill_noise_table,
+    get_noise,
+    get_noise_batch,
+    perturb,
+    sample_offsets,
+)
 from esjax.core.obstat import (
     ObStat,
     obstat_from_batch,
@@ -35,6 +41,7 @@ __all__ = [
     "obstat_init",
     "obstat_mean_std",
     "obstat_merge",
+    "perturb",
     "ranks",
     "sample_offsets",
     "shape_returns",

@@ -16,7 +16,7 @@ import optax
 
 from esjax.core.fitness import noise_weights, shape_returns
 from esjax.core.gradient import es_gradient
-from esjax.core.noise import get_noise_batch, sample_offsets
+from esjax.core.noise import get_noise_batch, perturb, sample_offsets
 
 
 class ESState(NamedTuple):
@@ -69,7 +69,7 @@ def make_es(
     def ask(key, state: ESState, table: jax.Array, n: int):
         offsets = sample_offsets(key, n, table.shape[0], num_params)
         eps = get_noise_batch(table, offsets, num_params)
-        candidates = state.theta + noise_stdev * signs[None, :, None] * eps[:, None, :]
+        candidates = perturb(state.theta, eps[:, None, :], signs[None, :, None], noise_stdev)
         return offsets, candidates
 
     def tell(state: ESState, table, offsets, returns, sign_returns=None, mask=None):

@@ -56,3 +56,12 @@ def get_noise_batch(table: jax.Array, offsets: jax.Array, dim: int) -> jax.Array
 def sample_offsets(key: jax.Array, n: int, table_size: int, dim: int) -> jax.Array:
     """``n`` uniform offsets in [0, table_size - dim], int32, shape (n,)."""
     return jax.random.randint(key, (n,), 0, table_size - dim + 1, dtype=jnp.int32)
+
+
+def perturb(theta, eps, sign, noise_stdev: float):
+    """``θ + sign σ ε`` in float32: the parameters one episode runs (sign +1 / -1, or 0
+    for θ itself). NumPy or JAX arrays, broadcasting: the workers call it with one row
+    ε (P,), ``ES.ask`` with a batch. ``sign σ`` is rounded to float32 first, then
+    multiplied and added, so NumPy callers get the same bits every time."""
+    scale = np.float32(sign * noise_stdev) if np.ndim(sign) == 0 else sign * noise_stdev
+    return theta + scale * eps

@@ -2,8 +2,8 @@
 
 Unit u of generation g is either a noiseless evaluation of θ or one noise vector
 (two episodes, θ ± σε, with mirrored sampling). Everything about it (noise offset, env
-seed, action-noise seed, whether it gathers observation statistics) derives from
-(seed, g, u) alone, so results do not depend on how many workers run them or in which
+seed, action-noise seed, which of its rollouts gather observation statistics) derives
+from (seed, g, u) alone, so results do not depend on how many workers run them or in which
 order they finish. A generation uses the shortest prefix of its sequence that meets the
 episode and timestep minimums.
 """
@@ -19,11 +19,12 @@ UNIT_BLOCK = 256  # units generated per call
 
 
 class Units(NamedTuple):
-    """Metadata of UNIT_BLOCK consecutive units; every field has shape (UNIT_BLOCK,)."""
+    """Metadata of UNIT_BLOCK consecutive units; fields have shape (UNIT_BLOCK,) but
+    ``calc_obstat``, which is drawn per rollout as in the OpenAI starter."""
 
     offset: jax.Array  # int32, noise-table offset
     is_eval: jax.Array  # bool, noiseless evaluation episode
-    calc_obstat: jax.Array  # bool, contributes to observation statistics
+    calc_obstat: jax.Array  # bool (UNIT_BLOCK, 2): rollout 0 / 1 adds to the statistics
     env_seed: jax.Array  # uint32, seed of env.reset (shared by both mirrored episodes)
     noise_seed: jax.Array  # uint32, seed of the action-noise stream
 
@@ -44,7 +45,7 @@ def sample_units(
     return Units(
         offset=jax.random.randint(k_off, (n,), 0, table_size - dim + 1, dtype=jnp.int32),
         is_eval=jax.random.uniform(k_eval, (n,)) < eval_prob,
-        calc_obstat=jax.random.uniform(k_obs, (n,)) < calc_obstat_prob,
+        calc_obstat=jax.random.uniform(k_obs, (n, 2)) < calc_obstat_prob,
         env_seed=jax.random.bits(k_env, (n,), jnp.uint32),
         noise_seed=jax.random.bits(k_noise, (n,), jnp.uint32),
     )

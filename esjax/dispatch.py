@@ -1,0 +1,285 @@
+"""Which episodes go to which worker, and which results a generation uses.
+
+No processes here: ``Dispatcher`` drives any ``WorkerPool`` (the local process pool, or a
+fake one in the tests) through one generation at a time.
+
+A generation is a fixed sequence of units (``esjax.core.schedule``): a noiseless
+evaluation, or one noise vector (θ ± σε: two episodes with mirrored sampling). Units go
+out in sequence order, and only while the episodes finished or in flight are projected
+to fall short of the minimums (in-flight episodes counted at the last generation's mean
+length), so little work is thrown away at the generation's end; a worker never sits
+idle while the generation is incomplete. The generation uses the shortest prefix of
+complete units that meets both minimums, in sequence order, not arrival order: the
+results do not depend on how many workers ran them or when they finished. A worker that
+dies is replaced and its unfinished episodes are handed out again, first; results are
+keyed by (unit, part), so none is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import jax
+import numpy as np
+
+from esjax.core.schedule import UNIT_BLOCK, sample_units
+from esjax.worker import Episode, EpisodeResult
+
+
+class WorkerError(RuntimeError):
+    """A worker failed; the message carries its traceback or exit code."""
+
+
+class WorkerDied(WorkerError):
+    """Worker ``slot`` lost its process (killed, segfault); it can be restarted."""
+
+    def __init__(self, slot: int, exitcode: int | None):
+        super().__init__(f"worker {slot} died (exit code {exitcode})")
+        self.slot, self.exitcode = slot, exitcode
+
+
+class NonFiniteError(RuntimeError):
+    """The policy produced non-finite actions or θ became non-finite."""
+
+
+class StopRequested(Exception):
+    """A stop signal arrived; raised only between generations' state updates."""
+
+
+class UnitSequence:
+    """The episodes of unit u of generation g (``esjax.core.schedule``), block-cached.
+
+    An evaluation unit is one noiseless episode that gathers no statistics; a training
+    unit is θ + σε and, with ``mirrored``, θ - σε, both reset with the same seed, each
+    deciding on its own whether it adds to the observation statistics (as the starter).
+    """
+
+    def __init__(self, key: jax.Array, table_size: int, num_params: int, eval_prob: float,
+                 calc_obstat_prob: float, mirrored: bool):  # fmt: skip
+        self._args = (table_size, num_params, eval_prob, calc_obstat_prob)
+        self.key, self.signs = key, (1, -1) if mirrored else (1,)
+        # Every argument traced: one compilation for the run (a static generation number
+        # recompiled it every generation, for ~0.3 s while the workers waited).
+        self._sample = jax.jit(sample_units)
+        self._cached: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
+
+    def episodes(self, gen: int, unit: int) -> list[Episode]:
+        block, i = divmod(unit, UNIT_BLOCK)
+        if self._cached is None or self._cached[0] != (gen, block):
+            units = self._sample(self.key, gen, block, *self._args)
+            self._cached = (gen, block), {k: np.asarray(v) for k, v in units._asdict().items()}
+        u = {k: v[i] for k, v in self._cached[1].items()}
+        common = dict(gen=gen, unit=unit, offset=int(u["offset"]), env_seed=int(u["env_seed"]),
+                      noise_seed=int(u["noise_seed"]))  # fmt: skip
+        if u["is_eval"]:
+            return [Episode(part=0, sign=0, calc_obstat=False, **common)]
+        return [
+            Episode(part=p, sign=s, calc_obstat=bool(u["calc_obstat"][p]), **common)
+            for p, s in enumerate(self.signs)
+        ]
+
+
+class WorkerPool(Protocol):
+    """What the dispatcher needs of a set of workers (``esjax.pool.LocalPool``).
+
+    Workers are numbered 0..num_workers-1; each runs up to ``envs_per_worker`` episodes
+    at once and queues the rest in the order sent.
+    """
+
+    num_workers: int
+    envs_per_worker: int
+
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
+        """Every worker (and every later replacement) runs generation ``gen`` with these;
+        workers drop the episodes of older generations they still hold."""
+
+    def send(self, worker: int, ep: Episode) -> None:
+        """Queue ``ep`` on ``worker``."""
+
+    def recv(self, timeout: float) -> tuple | None:
+        """The next message as (kind, worker, *payload) (see ``esjax.worker``), None after
+        ``timeout`` seconds. Raises WorkerDied once a worker's process is gone, after
+        every message it sent before dying; WorkerError for a worker's exception."""
+
+    def restart(self, worker: int) -> None:
+        """Replace ``worker``'s process; messages of the old one are never returned."""
+
+
+@dataclass
+class Generation:
+    """What one generation collected: the prefix it uses and what it cost."""
+
+    train: list[list[EpisodeResult]] = field(default_factory=list)  # per unit: 1 or 2 parts
+    evals: list[EpisodeResult] = field(default_factory=list)
+    workers: set[int] = field(default_factory=set)  # workers behind the used results
+    skipped: int = 0  # episodes run or started but not used (older θ or past the prefix)
+    env_steps: int = 0  # every env step simulated for it: used, evaluated, thrown away
+    restarts: int = 0  # worker processes replaced during the generation
+
+    @property
+    def used(self) -> list[EpisodeResult]:
+        return [r for unit in self.train for r in unit] + self.evals
+
+
+class Dispatcher:
+    """Runs generations on ``pool``. Lives as long as the pool: it counts each worker's
+    restarts since its last result and gives up on a worker that keeps dying."""
+
+    MAX_CONSECUTIVE_RESTARTS = 3
+    QUEUE_AHEAD = 2  # episodes queued per worker beyond its env slots: no slot waits on IPC
+
+    def __init__(self, pool: WorkerPool):
+        self.pool = pool
+        self.capacity = pool.envs_per_worker + self.QUEUE_AHEAD
+        self.consecutive_restarts = [0] * pool.num_workers
+
+    def collect(
+        self,
+        gen: int,
+        episodes_of: Callable[[int], list[Episode]],
+        min_episodes: int,
+        min_timesteps: int,
+        expected_length: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Generation:
+        """Hand out units 0, 1, ... of generation ``gen`` (``episodes_of(unit)``; the
+        caller has broadcast its θ) until a prefix of complete units has at least
+        ``min_episodes`` training episodes and ``min_timesteps`` training steps."""
+        c = _Collection(self, gen, episodes_of, min_episodes, min_timesteps, expected_length)
+        c.top_up()
+        while not c.complete():
+            if should_stop():
+                raise StopRequested
+            try:
+                msg = self.pool.recv(timeout=0.5)
+            except WorkerDied as dead:
+                self._replace(dead)
+                c.reassign(dead.slot)
+                c.top_up()
+                continue
+            if msg is not None:
+                c.receive(msg)
+                if not c.complete():  # work sent now would only be thrown away
+                    c.top_up()
+        return c.finish()
+
+    def _replace(self, dead: WorkerDied) -> None:
+        w = dead.slot
+        self.consecutive_restarts[w] += 1
+        if self.consecutive_restarts[w] > self.MAX_CONSECUTIVE_RESTARTS:
+            raise WorkerError(
+                f"worker {w} keeps dying (exit code {dead.exitcode}, "
+                f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
+            )
+        self.pool.restart(w)
+
+
+class _Collection:
+    """Bookkeeping of one generation's collection (see ``Dispatcher.collect``)."""
+
+    def __init__(self, dispatcher: Dispatcher, gen, episodes_of, min_episodes, min_timesteps,
+                 expected_length):  # fmt: skip
+        self.d, self.pool = dispatcher, dispatcher.pool
+        self.gen, self.episodes_of = gen, episodes_of
+        self.min_episodes, self.min_timesteps = min_episodes, min_timesteps
+        self.expected_length = expected_length
+        n = self.pool.num_workers
+        self.assigned: list[dict[tuple[int, int], Episode]] = [{} for _ in range(n)]
+        self.to_send: deque[Episode] = deque()  # handed out before any new unit
+        self.parts: dict[int, int] = {}  # unit -> number of episodes
+        self.done: dict[tuple[int, int], tuple[int, EpisodeResult]] = {}
+        self.next_unit = 0
+        self.in_flight = 0  # training episodes sent, not yet finished
+        self.done_eps = self.done_steps = 0  # training episodes finished (any unit)
+        self.prefix = self.n_eps = self.n_steps = 0  # complete units used so far
+        self.out = Generation()
+
+    def complete(self) -> bool:
+        return self.n_eps >= self.min_episodes and self.n_steps >= self.min_timesteps
+
+    def needed(self) -> bool:
+        """Whether more work must go out for the minimums to be met, as projected."""
+        projected_steps = self.done_steps + self.in_flight * self.expected_length
+        return (
+            self.done_eps + self.in_flight < self.min_episodes
+            or projected_steps < self.min_timesteps
+        )
+
+    def top_up(self) -> None:
+        """Fill each worker up to capacity while work is needed (or waiting to be resent);
+        a worker with nothing outstanding always gets work."""
+        for w, assigned in enumerate(self.assigned):
+            while len(assigned) < self.d.capacity and (
+                self.to_send or self.needed() or not assigned
+            ):
+                if not self.to_send:
+                    eps = self.episodes_of(self.next_unit)
+                    self.parts[self.next_unit] = len(eps)
+                    self.to_send.extend(eps)
+                    self.next_unit += 1
+                ep = self.to_send.popleft()
+                self.pool.send(w, ep)
+                assigned[(ep.unit, ep.part)] = ep
+                self.in_flight += ep.sign != 0
+
+    def reassign(self, w: int) -> None:
+        """Worker ``w`` was replaced: its unfinished episodes go out again, first, in
+        sequence order."""
+        lost = sorted(self.assigned[w].values(), key=lambda e: (e.unit, e.part))
+        self.to_send.extendleft(reversed(lost))
+        self.in_flight -= sum(e.sign != 0 for e in lost)
+        self.assigned[w].clear()
+        self.out.restarts += 1
+
+    def receive(self, msg: tuple) -> None:
+        kind, w = msg[0], msg[1]
+        if kind == "aborted":
+            self.out.skipped += msg[2]
+            self.out.env_steps += msg[3]
+        elif kind == "nonfinite":
+            raise NonFiniteError(
+                f"the policy produced a non-finite action in generation {self.gen}: lower "
+                "--learning-rate or --noise-stdev, or check the environment's observations"
+            )
+        elif kind == "result":
+            self._result(w, msg[2])
+
+    def _result(self, w: int, res: EpisodeResult) -> None:
+        self.d.consecutive_restarts[w] = 0
+        self.out.env_steps += res.length
+        key = (res.episode.unit, res.episode.part)
+        if res.episode.gen != self.gen or key not in self.assigned[w] or key in self.done:
+            self.out.skipped += 1
+            return
+        del self.assigned[w][key]
+        if res.episode.sign != 0:
+            self.in_flight -= 1
+            self.done_eps += 1
+            self.done_steps += res.length
+        self.done[key] = (w, res)
+        self._extend_prefix()
+
+    def _extend_prefix(self) -> None:
+        """Take complete units in sequence order until the minimums are met."""
+        while not self.complete() and self.prefix < self.next_unit:
+            keys = [(self.prefix, p) for p in range(self.parts[self.prefix])]
+            if not all(k in self.done for k in keys):
+                return
+            unit = [self.done[k] for k in keys]
+            self.out.workers.update(w for w, _ in unit)
+            results = [r for _, r in unit]
+            if results[0].episode.sign == 0:
+                self.out.evals.append(results[0])
+            else:
+                self.out.train.append(results)
+                self.n_eps += len(results)
+                self.n_steps += sum(r.length for r in results)
+            self.prefix += 1
+
+    def finish(self) -> Generation:
+        """The generation's results; episodes finished past the prefix count as skipped."""
+        self.out.skipped += len(self.done) - len(self.out.used)
+        return self.out

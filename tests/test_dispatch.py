@@ -1,0 +1,245 @@
+"""Dispatch against a fake pool: no processes, no simulator.
+
+The fake finishes episodes in a random order (any of the episodes in a worker's env
+slots), so these tests cover arrival orders, worker counts and failures that a real pool
+only shows by chance.
+"""
+
+import random
+from collections import deque
+
+import jax
+import numpy as np
+import pytest
+
+from esjax.dispatch import (
+    Dispatcher,
+    NonFiniteError,
+    StopRequested,
+    UnitSequence,
+    WorkerDied,
+    WorkerError,
+)
+from esjax.worker import Episode, EpisodeResult
+
+GEN = 4
+
+
+def episodes_of(unit: int, gen: int = GEN) -> list[Episode]:
+    """Unit u: an evaluation when u % 5 == 3, else a mirrored pair."""
+    common = dict(gen=gen, unit=unit, offset=unit * 10, env_seed=unit, noise_seed=unit,
+                  calc_obstat=False)  # fmt: skip
+    if unit % 5 == 3:
+        return [Episode(part=0, sign=0, **common)]
+    return [Episode(part=0, sign=1, **common), Episode(part=1, sign=-1, **common)]
+
+
+def length(ep: Episode) -> int:
+    return 5 + (7 * ep.unit + 3 * ep.part) % 11
+
+
+def result(ep: Episode) -> EpisodeResult:
+    ret = float(np.sin(ep.unit + 0.5 * ep.part))
+    return EpisodeResult(ep, ret, np.sign(ret), length(ep), None, None, 0, (0.0, 0.0, 0.0, 0), 0.0)
+
+
+def expected_prefix(min_episodes: int, min_timesteps: int):
+    """The shortest prefix meeting both minimums, by a plain loop over the sequence."""
+    train, evals, n_eps, n_steps, unit = [], [], 0, 0, 0
+    while n_eps < min_episodes or n_steps < min_timesteps:
+        eps = episodes_of(unit)
+        if eps[0].sign == 0:
+            evals.append(eps[0])
+        else:
+            train.append(eps)
+            n_eps += len(eps)
+            n_steps += sum(length(e) for e in eps)
+        unit += 1
+    return train, evals
+
+
+class FakePool:
+    """Finishes a random one of the episodes in a random worker's env slots per recv."""
+
+    def __init__(self, num_workers: int, envs_per_worker: int = 2, seed: int = 0):
+        self.num_workers, self.envs_per_worker = num_workers, envs_per_worker
+        self.queues: list[list[Episode]] = [[] for _ in range(num_workers)]
+        self.rng = random.Random(seed)
+        self.inbox: deque = deque()  # messages delivered before any simulated result
+        self.die_after: dict[int, int] = {}  # worker -> results it delivers, then dies
+        self.always_dead: set[int] = set()
+        self.delivered = [0] * num_workers
+        self.sent: list[tuple[int, Episode]] = []
+        self.restarts: list[int] = []
+
+    def broadcast_params(self, gen, theta, ob_mean, ob_std):
+        pass
+
+    def send(self, worker, ep):
+        self.queues[worker].append(ep)
+        self.sent.append((worker, ep))
+
+    def recv(self, timeout):
+        if self.inbox:
+            return self.inbox.popleft()
+        for w in self.always_dead:
+            raise WorkerDied(w, -9)
+        busy = [w for w, q in enumerate(self.queues) if q]
+        if not busy:
+            return None
+        w = self.rng.choice(busy)
+        if w in self.die_after and self.delivered[w] >= self.die_after[w]:
+            del self.die_after[w]
+            raise WorkerDied(w, -9)
+        q = self.queues[w]
+        ep = q.pop(self.rng.randrange(min(len(q), self.envs_per_worker)))
+        self.delivered[w] += 1
+        return ("result", w, result(ep))
+
+    def restart(self, worker):
+        self.queues[worker].clear()
+        self.restarts.append(worker)
+
+
+def collect(pool, min_episodes=30, min_timesteps=200, **kw):
+    return Dispatcher(pool).collect(GEN, episodes_of, min_episodes, min_timesteps, 12.0, **kw)
+
+
+def used_keys(gen):
+    train = [[(r.episode.unit, r.episode.part, r.ret, r.length) for r in u] for u in gen.train]
+    return train, [(r.episode.unit, r.ret) for r in gen.evals]
+
+
+def reference_keys(min_episodes=30, min_timesteps=200):
+    train, evals = expected_prefix(min_episodes, min_timesteps)
+    want_train = [[(e.unit, e.part, result(e).ret, length(e)) for e in u] for u in train]
+    return want_train, [(e.unit, result(e).ret) for e in evals]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 5])
+@pytest.mark.parametrize("envs", [1, 2, 8])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_used_prefix_is_the_same_whatever_the_layout_and_arrival_order(workers, envs, seed):
+    pool = FakePool(workers, envs, seed)
+    gen = collect(pool)
+    assert used_keys(gen) == reference_keys()
+    assert gen.workers <= set(range(workers)) and gen.restarts == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_work_goes_out_only_while_the_minimums_are_projected_short(workers):
+    """Episodes finishing in the order sent, round robin: beyond the used prefix, at most
+    one worker's load is handed out (the work in flight when the minimums are met)."""
+    pool = FakePool(workers, 2)
+    turn = iter(range(10**6))
+
+    def recv_in_order(timeout):
+        busy = [w for w, q in enumerate(pool.queues) if q]
+        w = busy[next(turn) % len(busy)]
+        return ("result", w, result(pool.queues[w].pop(0)))
+
+    pool.recv = recv_in_order
+    gen = collect(pool, min_episodes=40, min_timesteps=100)
+    assert used_keys(gen) == reference_keys(40, 100)
+    cap = pool.envs_per_worker + Dispatcher.QUEUE_AHEAD
+    assert len(pool.sent) <= len(gen.used) + workers * cap
+
+
+def test_env_steps_count_every_finished_episode_used_or_not():
+    pool = FakePool(2, 2, seed=1)
+    gen = collect(pool)
+    finished = [ep for _, ep in pool.sent if ep not in {e for q in pool.queues for e in q}]
+    assert gen.env_steps == sum(length(ep) for ep in finished)
+    assert gen.skipped == len(finished) - len(gen.used)
+
+
+def test_duplicate_stale_and_unassigned_results_are_skipped_never_used():
+    pool = FakePool(2, 2, seed=2)
+    ep0 = episodes_of(0)[0]
+    pool.inbox.extend([
+        ("result", 0, result(episodes_of(0, gen=GEN - 1)[0])),  # an older generation's
+        ("result", 1, result(episodes_of(1)[0])),  # a result worker 1 was never given
+    ])  # fmt: skip
+    real_send = pool.send
+
+    def send_and_duplicate(worker, ep):
+        real_send(worker, ep)
+        if ep == ep0:  # the same result delivered twice
+            pool.inbox.extend([("result", worker, result(ep))] * 2)
+
+    pool.send = send_and_duplicate
+    gen = collect(pool)
+    assert used_keys(gen) == reference_keys()
+    assert gen.skipped >= 3
+
+
+def test_aborted_episodes_count_as_skipped_with_their_steps():
+    pool = FakePool(2, 2)
+    pool.inbox.append(("aborted", 1, 3, 120))  # a worker dropped 3 stale episodes
+    gen = collect(pool)
+    assert used_keys(gen) == reference_keys()
+    assert gen.skipped >= 3 and gen.env_steps >= 120 + sum(r.length for r in gen.used)
+
+
+@pytest.mark.parametrize("deaths", [{1: 0}, {1: 3}, {0: 5, 2: 1}])
+def test_a_dead_worker_is_replaced_and_its_unfinished_episodes_rerun(deaths):
+    pool = FakePool(3, 2, seed=5)
+    pool.die_after = dict(deaths)
+    gen = collect(pool)
+    assert used_keys(gen) == reference_keys()  # nothing lost, nothing twice
+    assert sorted(pool.restarts) == sorted(deaths) and gen.restarts == len(deaths)
+
+
+def test_a_worker_that_keeps_dying_ends_in_an_error_not_a_hang():
+    pool = FakePool(2, 2)
+    pool.always_dead = {1}
+    with pytest.raises(WorkerError, match="worker 1 keeps dying"):
+        collect(pool)
+    assert pool.restarts == [1] * Dispatcher.MAX_CONSECUTIVE_RESTARTS
+
+
+def test_a_result_resets_the_restart_count():
+    """Deaths far apart (each followed by results) are not a crash loop."""
+    pool = FakePool(2, 2, seed=3)
+    dispatcher = Dispatcher(pool)
+    for gen in range(Dispatcher.MAX_CONSECUTIVE_RESTARTS + 2):
+        pool.die_after = {0: 2}
+        dispatcher.collect(gen, lambda u, g=gen: episodes_of(u, g), 10, 50, 12.0)
+    assert len(pool.restarts) == Dispatcher.MAX_CONSECUTIVE_RESTARTS + 2
+
+
+def test_a_non_finite_action_stops_the_generation():
+    pool = FakePool(2, 2)
+    pool.inbox.append(("nonfinite", 0, episodes_of(0)[0]))
+    with pytest.raises(NonFiniteError, match=f"generation {GEN}"):
+        collect(pool)
+
+
+def test_a_stop_request_is_honoured_between_messages():
+    pool = FakePool(2, 2)
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(StopRequested):
+        collect(pool, should_stop=should_stop)
+
+
+def test_unit_sequence_is_seeded_and_draws_statistics_per_rollout():
+    key = jax.random.PRNGKey(7)
+    seq = UnitSequence(key, 10_000, 100, eval_prob=0.2, calc_obstat_prob=0.5, mirrored=True)
+    units = [seq.episodes(3, u) for u in range(600)]
+    again = UnitSequence(key, 10_000, 100, 0.2, 0.5, True)
+    assert [again.episodes(3, u) for u in reversed(range(600))] == units[::-1]
+    assert units != [seq.episodes(4, u) for u in range(600)]
+    evals = [u for u in units if u[0].sign == 0]
+    pairs = [u for u in units if u[0].sign != 0]
+    assert 60 < len(evals) < 180 and all(len(u) == 1 and not u[0].calc_obstat for u in evals)
+    assert all([e.sign for e in u] == [1, -1] and u[0].env_seed == u[1].env_seed for u in pairs)
+    # each rollout of a pair decides alone, as the starter: about half the pairs disagree
+    disagree = sum(u[0].calc_obstat != u[1].calc_obstat for u in pairs) / len(pairs)
+    assert 0.35 < disagree < 0.65
+    single = UnitSequence(key, 10_000, 100, 0.2, 0.5, mirrored=False)
+    assert all(len(single.episodes(3, u)) == 1 for u in range(50))

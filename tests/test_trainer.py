@@ -1,0 +1,85 @@
+"""Each training option does what it says, observed on a real generation."""
+
+import numpy as np
+import pytest
+
+from esjax.config import Config
+from esjax.trainer import Trainer
+
+BASE = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=200_000, hidden_dims=(16,),
+            num_workers=1, envs_per_worker=2, population_size=8, timesteps_per_gen=200,
+            learning_rate=0.05, weight_decay=False, eval_prob=0.0)  # fmt: skip
+
+
+def first_generation(**options):
+    """(θ before, θ after, the Generation, log row) of generation 0 with these options."""
+    trainer = Trainer(Config(**{**BASE, **options}), log=lambda s: None)
+    collected = []
+    trainer.start()
+    try:
+        collect = trainer.dispatcher.collect
+
+        def collect_and_keep(*args, **kwargs):
+            collected.append(collect(*args, **kwargs))
+            return collected[-1]
+
+        trainer.dispatcher.collect = collect_and_keep
+        before = np.asarray(trainer.state.theta)
+        row = trainer.step()
+        return before, np.asarray(trainer.state.theta), collected[0], row
+    finally:
+        trainer.close()
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """Plain gradient ascent: the step is exactly lr * g."""
+    return first_generation(gradient_optimizer=False)
+
+
+def test_optimizers_and_divide_by_stdev_give_their_update_rules(plain):
+    """Generation 0 runs the same episodes whatever the update rule, so g is shared."""
+    before, after, _, _ = plain
+    g = (after - before) / BASE["learning_rate"]
+    assert np.abs(g).max() > 0
+    sigma = 0.02
+    _, div, _, _ = first_generation(gradient_optimizer=False, divide_by_stdev=True)
+    np.testing.assert_allclose(div - before, (after - before) / sigma, rtol=1e-3, atol=1e-7)
+    # sgd with momentum m: v = (1 - m) g on the first step, θ += lr v
+    _, sgd, _, _ = first_generation(optimizer="sgd", momentum=0.9)
+    np.testing.assert_allclose(sgd - before, 0.1 * (after - before), rtol=1e-3, atol=1e-7)
+    # adam's first step: lr * g / (|g| + eps), i.e. lr * sign(g) where g is not tiny
+    _, adam, _, _ = first_generation(optimizer="adam")
+    big = np.abs(g) > 1e-4
+    np.testing.assert_allclose((adam - before)[big], 0.05 * np.sign(g[big]), rtol=1e-3)
+    # weight decay pulls toward zero: the step gains -lr * l2coeff * θ
+    _, wd, _, _ = first_generation(gradient_optimizer=False, weight_decay=True, l2coeff=0.5)
+    np.testing.assert_allclose(wd - after, -0.05 * 0.5 * before, rtol=1e-3, atol=1e-7)
+
+
+def test_mirrored_sampling_runs_two_episodes_per_noise_vector_and_off_one(plain):
+    _, _, gen, row = plain
+    assert all([r.episode.sign for r in unit] == [1, -1] for unit in gen.train)
+    assert all(unit[0].episode.env_seed == unit[1].episode.env_seed for unit in gen.train)
+    _, _, single, row = first_generation(mirrored_sampling=False)
+    assert all(len(unit) == 1 and unit[0].episode.sign == 1 for unit in single.train)
+    assert row["EpisodesThisGen"] == len(single.train) >= BASE["population_size"]
+
+
+def test_observation_statistics_are_gathered_only_with_normalization():
+    _, _, gen, row = first_generation(calc_obstat_prob=1.0)
+    assert row["ObCount"] == row["TimestepsThisGen"] > 0
+    _, _, gen, row = first_generation(calc_obstat_prob=1.0, observation_normalization=False)
+    assert row["ObCount"] == 0
+    assert all(r.ob_count == 0 and not r.episode.calc_obstat for u in gen.train for r in u)
+
+
+def test_evaluation_episodes_are_noiseless_logged_and_counted_apart():
+    _, _, gen, row = first_generation(eval_prob=0.4)
+    assert gen.evals and all(r.episode.sign == 0 for r in gen.evals)
+    assert row["EvalGenCount"] == len(gen.evals)
+    assert row["EvalGenRewardMean"] == pytest.approx(np.mean([r.ret for r in gen.evals]))
+    train_steps = sum(r.length for u in gen.train for r in u)
+    eval_steps = sum(r.length for r in gen.evals)
+    assert row["TimestepsThisGen"] == train_steps  # the budget counts training only
+    assert row["EnvStepsThisGen"] >= train_steps + eval_steps  # every step simulated

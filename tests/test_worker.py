@@ -1,0 +1,153 @@
+"""The worker side in-process: batched forward pass, episode slots, real environments."""
+
+import numpy as np
+import pytest
+
+from esjax.core.noise import fill_noise_table, perturb
+from esjax.envs import env_info, make_env
+from esjax.policy import PolicySpec, policy_init, unravel
+from esjax.state import policy_spec
+from esjax.worker import Episode, EpisodeRunner, act
+
+
+def stack(spec, flats):
+    """Per-row weights [(W (K, in, out), b (K, out))] of the θs in ``flats``."""
+    per_row = [unravel(spec, f) for f in flats]
+    return [
+        (np.stack([p[i][0] for p in per_row]), np.stack([p[i][1] for p in per_row]))
+        for i in range(len(spec.layer_shapes))
+    ]
+
+
+@pytest.mark.parametrize("hidden", [(32, 32), (256, 256)])
+@pytest.mark.parametrize("ob_dim, bins", [(15, 0), (28, 0), (5, 3)])
+def test_a_row_gets_the_same_bits_in_any_slot_and_batch(hidden, ob_dim, bins):
+    """The worker's batched forward pass gives each row exactly what a one-row call gives
+    (evaluate's path, on weights that are unaligned views into θ), in every slot of
+    batches of 1, 2, 3 and 8 rows, whatever the other rows hold."""
+    spec = PolicySpec(ob_dim, 3, hidden, "tanh", (-1.0,) * 3, (1.0,) * 3, ac_bins=bins)
+    rng = np.random.default_rng(ob_dim)
+    flats = rng.normal(size=(8, spec.num_params)).astype(np.float32) * 0.2
+    obs = rng.normal(size=(8, ob_dim)).astype(np.float32) * 3
+    mean = rng.normal(size=ob_dim).astype(np.float32)
+    std = rng.uniform(0.5, 2, size=ob_dim).astype(np.float32)
+    single = [act(spec, unravel(spec, flats[i]), obs[i], mean, std) for i in range(8)]
+    for k in (1, 2, 3, 8):
+        for _ in range(3):
+            rows = rng.permutation(8)[:k]
+            got = act(spec, stack(spec, flats[rows]), obs[rows], mean, std)
+            for slot, row in enumerate(rows):
+                np.testing.assert_array_equal(got[slot], single[row])
+
+
+class RecordingEnv:
+    """Passes everything through and keeps each action it was given."""
+
+    def __init__(self, env):
+        self.env, self.actions = env, []
+        self.action_space = env.action_space
+
+    def reset(self, seed=None):
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        return self.env.step(action)
+
+
+def run_all(runner: EpisodeRunner, episodes, gen=0, theta=None):
+    spec = runner.spec
+    theta = np.zeros(spec.num_params, np.float32) if theta is None else theta
+    runner.set_params(gen, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    for ep in episodes:
+        runner.add(ep)
+    results = {}
+    while runner.busy:
+        for msg in runner.advance():
+            assert msg[0] == "result"
+            results[(msg[1].episode.unit, msg[1].episode.part)] = msg[1]
+    return results
+
+
+def hopper(cfg_kw=None, hidden=(32, 32)):
+    from esjax.config import Config
+
+    cfg = Config(env="HopperBulletEnv-v0", hidden_dims=hidden, **(cfg_kw or {}))
+    spec = policy_spec(cfg, env_info(cfg.env))
+    table = fill_noise_table(np.empty(200_000, np.float32), seed=1)
+    import jax
+
+    theta = np.asarray(policy_init(jax.random.PRNGKey(0), spec))
+    return cfg, spec, table, theta
+
+
+def units(n, calc_obstat=True):
+    eps = []
+    for u in range(n):
+        for part, sign in enumerate((1, -1)):
+            eps.append(Episode(0, u, part, 1000 * u, sign, 10 + u, 20 + u, calc_obstat))
+    return eps
+
+
+def test_results_do_not_depend_on_the_number_of_slots():
+    """The same episodes in 1, 3 and 8 lockstep slots of real Hopper envs give the same
+    returns, lengths and observation statistics, bit for bit."""
+    cfg, spec, table, theta = hopper()
+    eps = units(12)
+    got = []
+    for k in (1, 3, 8):
+        envs = [make_env(cfg.env) for _ in range(k)]
+        runner = EpisodeRunner(spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std)
+        got.append(run_all(runner, eps, theta=theta))
+    lengths = {r.length for r in got[0].values()}
+    assert len(lengths) > 3  # episodes of varied lengths, so slots drift apart
+    for other in got[1:]:
+        assert other.keys() == got[0].keys()
+        for key, r in got[0].items():
+            o = other[key]
+            assert (o.ret, o.sign_ret, o.length, o.ob_count) == (r.ret, r.sign_ret, r.length,
+                                                                 r.ob_count)  # fmt: skip
+            np.testing.assert_array_equal(o.ob_sum, r.ob_sum)
+            np.testing.assert_array_equal(o.ob_sumsq, r.ob_sumsq)
+
+
+def test_slots_run_theta_plus_minus_sigma_eps_and_evaluations_run_theta():
+    cfg, spec, table, theta = hopper(hidden=(8,))
+    runner = EpisodeRunner(spec, [make_env(cfg.env)], table, 0.05, 0.0)
+    runner.set_params(0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    for sign in (1, -1, 0):
+        runner.add(Episode(0, 0, 0, 777, sign, 1, 1, False))
+        runner._fill_slots()
+        want = perturb(theta, table[777 : 777 + spec.num_params], sign, 0.05)
+        if sign == 0:
+            np.testing.assert_array_equal(want, theta)
+        got = np.concatenate([np.concatenate([w[0].ravel(), b[0]]) for w, b in runner.stacked])
+        np.testing.assert_array_equal(got, want)
+        runner.slots[0] = None
+
+
+def test_discretized_actions_are_on_the_bin_grid_without_action_noise():
+    cfg, spec, table, theta = hopper({"discretize_actions": True, "ac_bins": 5}, hidden=(16,))
+    envs = [RecordingEnv(make_env(cfg.env)) for _ in range(2)]
+    runner = EpisodeRunner(spec, envs, table, cfg.noise_stdev, 0.0)
+    run_all(runner, units(4), theta=theta * 50)  # big weights: all bins get used
+    actions = np.concatenate([np.stack(e.actions) for e in envs])
+    grid = np.linspace(-1.0, 1.0, 5, dtype=np.float32)
+    assert np.isin(actions, grid).all() and len(np.unique(actions)) >= 3
+    # with action noise, training actions leave the grid (the starter adds it after)
+    envs = [RecordingEnv(make_env(cfg.env))]
+    run_all(EpisodeRunner(spec, envs, table, cfg.noise_stdev, 0.01), units(1), theta=theta)
+    assert not np.isin(np.stack(envs[0].actions), grid).all()
+
+
+def test_new_params_drop_older_episodes_and_report_their_steps():
+    cfg, spec, table, theta = hopper(hidden=(8,))
+    runner = EpisodeRunner(spec, [make_env(cfg.env) for _ in range(2)], table, 0.02, 0.0)
+    runner.set_params(0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    for ep in units(3):
+        runner.add(ep)
+    for _ in range(4):
+        assert runner.advance() == []  # Hopper episodes outlast 4 steps
+    msgs = runner.set_params(1, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    assert msgs == [("aborted", 6, 8)]  # 2 running for 4 steps each, 4 pending
+    assert not runner.busy
