@@ -11,12 +11,14 @@ length), so little work is thrown away at the generation's end; a worker never s
 idle while the generation is incomplete. The generation uses the shortest prefix of
 complete units that meets both minimums, in sequence order, not arrival order: the
 results do not depend on how many workers ran them or when they finished. A worker that
-dies is replaced and its unfinished episodes are handed out again, first; results are
-keyed by (unit, part), so none is lost or counted twice.
+dies, or stalls (busy but silent for ``stall_timeout_s``: busy workers send a heartbeat
+every few seconds), is replaced and its unfinished episodes are handed out again, first;
+results are keyed by (unit, part), so none is lost or counted twice.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,9 +132,12 @@ class Dispatcher:
 
     MAX_CONSECUTIVE_RESTARTS = 3
     QUEUE_AHEAD = 2  # episodes queued per worker beyond its env slots: no slot waits on IPC
+    STALL_TIMEOUT_S = 120.0
 
-    def __init__(self, pool: WorkerPool):
-        self.pool = pool
+    def __init__(self, pool: WorkerPool, stall_timeout_s: float = STALL_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        self.pool, self.clock = pool, clock
+        self.stall_timeout_s = stall_timeout_s
         self.capacity = pool.envs_per_worker + self.QUEUE_AHEAD
         self.consecutive_restarts = [0] * pool.num_workers
 
@@ -156,25 +161,27 @@ class Dispatcher:
             try:
                 msg = self.pool.recv(timeout=0.5)
             except WorkerDied as dead:
-                self._replace(dead)
-                c.reassign(dead.slot)
-                c.top_up()
+                self._replace(c, dead.slot, f"exit code {dead.exitcode}")
                 continue
             if msg is not None:
                 c.receive(msg)
                 if not c.complete():  # work sent now would only be thrown away
                     c.top_up()
+            for w in c.stalled():
+                self._replace(c, w, f"stalled: silent for {self.stall_timeout_s:.0f} s")
         return c.finish()
 
-    def _replace(self, dead: WorkerDied) -> None:
-        w = dead.slot
+    def _replace(self, c: _Collection, w: int, why: str) -> None:
+        """Restart worker ``w`` and hand its unfinished episodes out again."""
         self.consecutive_restarts[w] += 1
         if self.consecutive_restarts[w] > self.MAX_CONSECUTIVE_RESTARTS:
             raise WorkerError(
-                f"worker {w} keeps dying (exit code {dead.exitcode}, "
+                f"worker {w} keeps dying ({why}; "
                 f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
             )
         self.pool.restart(w)
+        c.reassign(w)
+        c.top_up()
 
 
 class _Collection:
@@ -196,6 +203,7 @@ class _Collection:
         self.done_eps = self.done_steps = 0  # training episodes finished (any unit)
         self.prefix = self.n_eps = self.n_steps = 0  # complete units used so far
         self.out = Generation()
+        self.heard = [dispatcher.clock()] * n  # last message, or start of the busy spell
 
     def complete(self) -> bool:
         return self.n_eps >= self.min_episodes and self.n_steps >= self.min_timesteps
@@ -221,6 +229,8 @@ class _Collection:
                     self.to_send.extend(eps)
                     self.next_unit += 1
                 ep = self.to_send.popleft()
+                if not assigned:
+                    self.heard[w] = self.d.clock()  # silence counts from here
                 self.pool.send(w, ep)
                 assigned[(ep.unit, ep.part)] = ep
                 self.in_flight += ep.sign != 0
@@ -234,8 +244,14 @@ class _Collection:
         self.assigned[w].clear()
         self.out.restarts += 1
 
+    def stalled(self) -> list[int]:
+        """Workers with episodes outstanding that have been silent too long."""
+        limit = self.d.clock() - self.d.stall_timeout_s
+        return [w for w, a in enumerate(self.assigned) if a and self.heard[w] < limit]
+
     def receive(self, msg: tuple) -> None:
         kind, w = msg[0], msg[1]
+        self.heard[w] = self.d.clock()
         if kind == "aborted":
             self.out.skipped += msg[2]
             self.out.env_steps += msg[3]

@@ -33,6 +33,7 @@ from esjax.policy import PolicySpec
 from esjax.worker import Episode, EpisodeRunner
 
 WORKER_START_TIMEOUT_S = 300.0
+HEARTBEAT_S = 2.0  # a busy worker says something at least this often
 
 
 class WorkerConfig(NamedTuple):
@@ -136,7 +137,14 @@ def _serve(cfg: WorkerConfig, task_q, conn) -> None:
     noise = SharedNoiseTable(cfg.noise_size, name=cfg.noise_name)
     envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
     runner = EpisodeRunner(cfg.spec, envs, noise.array, cfg.noise_stdev, cfg.ac_noise_std)
-    conn.send(("ready",))
+    last_sent = time.monotonic()
+
+    def send(msg) -> None:
+        nonlocal last_sent
+        conn.send(msg)
+        last_sent = time.monotonic()
+
+    send(("ready",))
     while True:
         busy = runner.busy
         if busy and task_q.empty():  # one poll(2); cheaper than a failed get
@@ -153,11 +161,13 @@ def _serve(cfg: WorkerConfig, task_q, conn) -> None:
                 return
             if msg[0] == "params":
                 for out in runner.set_params(*msg[1:]):
-                    conn.send(out)
+                    send(out)
             elif msg[0] == "episode":
                 runner.add(msg[1])
         for out in runner.advance():
-            conn.send(out)
+            send(out)
+        if runner.busy and time.monotonic() - last_sent > HEARTBEAT_S:
+            send(("alive",))  # long episodes: tells the stall watchdog this worker works
 
 
 class LocalPool:

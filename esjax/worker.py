@@ -8,7 +8,7 @@ It does no I/O: it returns its messages, and ``worker_main`` (a process of
 
 Messages, worker -> trainer (tuples; the pool adds the worker's slot after the kind):
   ("ready",) | ("result", EpisodeResult) | ("aborted", episodes, steps)
-  | ("nonfinite", Episode) | ("error", traceback)
+  | ("nonfinite", Episode) | ("alive",) (a heartbeat while busy) | ("error", traceback)
 Trainer -> worker: ("params", gen, theta, ob_mean, ob_std) | ("episode", Episode) | ("stop",)
 
 A row's action depends only on its own observation and weights, never on its slot or on

@@ -68,6 +68,9 @@ class FakePool:
         self.inbox: deque = deque()  # messages delivered before any simulated result
         self.die_after: dict[int, int] = {}  # worker -> results it delivers, then dies
         self.always_dead: set[int] = set()
+        self.hung: set[int] = set()  # alive but silent: their episodes never finish
+        self.hang_again = False  # a replacement hangs too
+        self.heartbeats: set[int] = set()  # silent workers that still send ("alive",)
         self.delivered = [0] * num_workers
         self.sent: list[tuple[int, Episode]] = []
         self.restarts: list[int] = []
@@ -84,7 +87,10 @@ class FakePool:
             return self.inbox.popleft()
         for w in self.always_dead:
             raise WorkerDied(w, -9)
-        busy = [w for w, q in enumerate(self.queues) if q]
+        beating = [w for w in self.heartbeats if self.queues[w]]
+        if beating and self.rng.random() < 0.5:
+            return ("alive", self.rng.choice(beating))
+        busy = [w for w, q in enumerate(self.queues) if q and w not in self.hung | self.heartbeats]
         if not busy:
             return None
         w = self.rng.choice(busy)
@@ -99,6 +105,25 @@ class FakePool:
     def restart(self, worker):
         self.queues[worker].clear()
         self.restarts.append(worker)
+        if not self.hang_again:
+            self.hung.discard(worker)
+
+
+class FakeClock:
+    """Time that advances one second per ``recv``."""
+
+    def __init__(self, pool):
+        self.t = 0.0
+        recv = pool.recv
+
+        def recv_and_tick(timeout):
+            self.t += 1.0
+            return recv(timeout)
+
+        pool.recv = recv_and_tick
+
+    def __call__(self):
+        return self.t
 
 
 def collect(pool, min_episodes=30, min_timesteps=200, **kw):
@@ -243,3 +268,39 @@ def test_unit_sequence_is_seeded_and_draws_statistics_per_rollout():
     assert 0.35 < disagree < 0.65
     single = UnitSequence(key, 10_000, 100, 0.2, 0.5, mirrored=False)
     assert all(len(single.episodes(3, u)) == 1 for u in range(50))
+
+
+def test_a_stalled_worker_is_replaced_and_its_episodes_rerun():
+    """Alive but silent (a hung simulator): after the stall timeout it is restarted and
+    its episodes go to whoever is free; the results are the undisturbed ones."""
+    pool = FakePool(3, 2, seed=4)
+    pool.hung = {1}
+    dispatcher = Dispatcher(pool, stall_timeout_s=10.0, clock=FakeClock(pool))
+    gen = dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    assert used_keys(gen) == reference_keys()
+    assert pool.restarts == [1] and gen.restarts == 1
+
+
+def test_heartbeats_keep_a_slow_worker_from_being_restarted():
+    pool = FakePool(2, 2, seed=6)
+    pool.heartbeats = {1}  # busy with long episodes: only heartbeats for a while
+    clock = FakeClock(pool)
+    dispatcher = Dispatcher(pool, stall_timeout_s=20.0, clock=clock)
+    real_recv = pool.recv
+
+    def recv_then_finish(timeout):  # after 100 s its episodes start finishing
+        if clock.t > 100:
+            pool.heartbeats.clear()
+        return real_recv(timeout)
+
+    pool.recv = recv_then_finish
+    gen = dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    assert used_keys(gen) == reference_keys() and pool.restarts == []
+
+
+def test_a_worker_that_stalls_every_time_ends_in_an_error():
+    pool = FakePool(2, 2)
+    pool.hung, pool.hang_again = {0}, True
+    dispatcher = Dispatcher(pool, stall_timeout_s=5.0, clock=FakeClock(pool))
+    with pytest.raises(WorkerError, match="worker 0 keeps dying \\(stalled"):
+        dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)

@@ -151,33 +151,38 @@ def test_stop_signal_checkpoints_stops_workers_and_resumes(tmp_path, sig, code):
     assert len(read_log(run)) == len(rows) + 1
 
 
-def test_killed_worker_is_replaced_without_lost_or_double_results(tmp_path):
+def test_killed_or_hung_worker_is_replaced_without_lost_or_double_results(tmp_path):
     """Determinism makes this checkable: a run whose workers are SIGKILLed, one while idle
-    and one mid-generation with episodes in flight, must log the same results as one
-    where nothing happened, and the log must count the restarts."""
+    and one mid-generation with episodes in flight, and one SIGSTOPped mid-generation (a
+    hung simulator: alive, silent), must log the same results as one where nothing
+    happened, and the log must count the restarts."""
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=2_000_000,
                  hidden_dims=(16,), num_workers=2, envs_per_worker=2, population_size=8,
-                 timesteps_per_gen=200, max_generations=3, eval_prob=0.2)  # fmt: skip
+                 timesteps_per_gen=200, max_generations=4, eval_prob=0.2)  # fmt: skip
 
-    def run(kill: bool):
+    def run(disturb: bool):
         trainer = Trainer(cfg, log=lambda s: None)
         trainer.start()
-        pool, rows, results = trainer.pool, [], []
+        trainer.dispatcher.stall_timeout_s = 8.0  # a spawning worker stays under this
+        pool, rows, results = trainer.pool, [], {1: [], 2: []}
         recv = pool.recv
 
-        def recv_and_kill(timeout=1.0):
+        def recv_and_disturb(timeout=1.0):
             msg = recv(timeout)
-            if msg is not None and msg[0] == "result" and trainer.state.generation == 1:
-                results.append(msg)
-                if kill and len(results) == 3:
+            gen = trainer.state.generation
+            if disturb and msg is not None and msg[0] == "result" and gen in results:
+                results[gen].append(msg)
+                if gen == 1 and len(results[1]) == 3:
                     pool.procs[1].kill()  # mid-generation: it has episodes queued
+                if gen == 2 and len(results[2]) == 2:
+                    os.kill(pool.procs[0].pid, signal.SIGSTOP)
             return msg
 
-        pool.recv = recv_and_kill
+        pool.recv = recv_and_disturb
         try:
-            if kill:
+            if disturb:
                 pool.procs[0].kill()  # idle, between generations
             for _ in range(cfg.max_generations):
                 rows.append(trainer.step())
@@ -188,9 +193,9 @@ def test_killed_worker_is_replaced_without_lost_or_double_results(tmp_path):
         keys = ["GenRewMean", "GenRewStd", "EpisodesThisGen", "TimestepsThisGen", "EvalGenCount"]
         return [[r[k] for k in keys] for r in rows], np.asarray(trainer.state.theta), rows
 
-    ref, theta_ref, _ = run(kill=False)
-    got, theta, rows = run(kill=True)
-    assert [r["WorkerRestarts"] for r in rows] == [1, 1, 0]
+    ref, theta_ref, _ = run(disturb=False)
+    got, theta, rows = run(disturb=True)
+    assert [r["WorkerRestarts"] for r in rows] == [1, 1, 1, 0]
     assert got == ref
     np.testing.assert_array_equal(theta, theta_ref)
 
