@@ -101,11 +101,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--envs-per-worker", type=int, default=0, help="0: the trainer default")
+    p.add_argument("--hidden-dims", type=int, nargs="+", default=None, help="policy layers")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args()
     raw = raw_ceiling(args.env, args.workers, args.seconds / 2)
     raw_random = raw_ceiling(args.env, args.workers, args.seconds / 2, "random")
     extra = {"envs_per_worker": args.envs_per_worker} if args.envs_per_worker else {}
+    if args.hidden_dims:
+        extra["hidden_dims"] = tuple(args.hidden_dims)
     train = training_rate(args.env, args.workers, args.seconds, extra)
     result = {
         "env": args.env,

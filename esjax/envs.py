@@ -1,8 +1,9 @@
-"""The only module that knows Gymnasium / pybullet ids and their quirks."""
+"""The only module that knows Gymnasium / pybullet / MuJoCo ids and their quirks."""
 
 from __future__ import annotations
 
 import difflib
+import os
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -72,20 +73,56 @@ class ForgetContactsOnReset(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
+MUJOCO_INSTALL = "pip install 'esjax[mujoco]' (or make setup, which installs it)"
+
+
+def is_mujoco(env_id: str) -> bool:
+    """Whether a registered id is one of Gymnasium's MuJoCo envs (HalfCheetah-v5, ...)."""
+    entry = gym.spec(env_id).entry_point
+    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
+
+
+def _render_error(env_id: str, e: Exception) -> ConfigError:
+    return ConfigError(
+        f"cannot render {env_id} headless with MUJOCO_GL={os.environ['MUJOCO_GL']} "
+        f"({_first_line(e)}): install EGL (apt install libegl1) or OSMesa (apt install "
+        "libosmesa6, then MUJOCO_GL=osmesa), or leave out --video and unset MUJOCO_GL"
+    )
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """Create the environment quietly; ConfigError if its spaces are not Box/Box.
 
     pybullet envs come wrapped in ``ForgetContactsOnReset``, so an episode's result
     depends on its reset seed and actions only, never on what the env ran before."""
     check_env_id(env_id)
+    mujoco = is_mujoco(env_id)
+    if mujoco and render_mode is not None:
+        # No display here: render through EGL (or what the user chose), never GLFW/X11.
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     with silenced_stdout():
         try:
             env = gym.make(env_id, render_mode=render_mode, disable_env_checker=True)
         except Exception as e:  # a broken third-party env: report it in one line
+            if isinstance(e, ModuleNotFoundError) and e.name == "mujoco":
+                raise ConfigError(f"{env_id} needs MuJoCo: {MUJOCO_INSTALL}") from None
+            if mujoco and (render_mode is not None or "MUJOCO_GL" in os.environ):
+                raise _render_error(env_id, e) from None  # mujoco sets up its GL on import
             raise ConfigError(f"could not create environment {env_id!r}: {e}") from e
         env.reset(seed=0)  # pybullet connects (and prints) on the first reset
         if hasattr(env.unwrapped, "_p"):  # a pybullet env
             env = ForgetContactsOnReset(env)
+        if mujoco and render_mode is not None:
+            try:
+                env.render()
+            except Exception as e:
+                raise _render_error(env_id, e) from None
     if not isinstance(env.observation_space, gym.spaces.Box):
         raise ConfigError(
             f"{env_id} has a {type(env.observation_space).__name__} observation space; "
