@@ -110,7 +110,10 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
         try:
             env = gym.make(env_id, render_mode=render_mode, disable_env_checker=True)
         except Exception as e:  # a broken third-party env: report it in one line
-            if isinstance(e, ModuleNotFoundError) and e.name == "mujoco":
+            missing = isinstance(e, gym.error.DependencyNotInstalled) or (
+                isinstance(e, ModuleNotFoundError) and e.name == "mujoco"
+            )
+            if mujoco and missing:
                 raise ConfigError(f"{env_id} needs MuJoCo: {MUJOCO_INSTALL}") from None
             if mujoco and (render_mode is not None or "MUJOCO_GL" in os.environ):
                 raise _render_error(env_id, e) from None  # mujoco sets up its GL on import

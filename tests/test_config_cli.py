@@ -94,3 +94,23 @@ def test_population_smaller_than_workers_is_fine(tmp_path):
                    "--num-workers", "2", "--population-size", "1", "--timesteps-per-gen", "1",
                    "--max-generations", "1", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_mujoco_id_without_mujoco_installed_names_the_extra(tmp_path):
+    """A machine without the mujoco extra: a stand-in package that fails to import
+    shadows the installed one."""
+    fake = tmp_path / "no_mujoco" / "mujoco"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'mujoco'\", name='mujoco')\n"
+    )
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "esjax.train", "--run-dir", "runs", *FAST, "--env",
+         "HalfCheetah-v5"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "HalfCheetah-v5 needs MuJoCo: pip install 'esjax[mujoco]'" in error_line(proc)
+    assert not (tmp_path / "runs").exists()
