@@ -217,23 +217,30 @@ class _Collection:
         )
 
     def top_up(self) -> None:
-        """Fill each worker up to capacity while work is needed (or waiting to be resent);
-        a worker with nothing outstanding always gets work."""
-        for w, assigned in enumerate(self.assigned):
-            while len(assigned) < self.d.capacity and (
+        """Hand out work while it is needed (or waiting to be resent), one episode at a
+        time to the least loaded worker, up to capacity; a worker with nothing
+        outstanding always gets work. Even loads matter: episodes queued behind a full
+        set of env slots start only when a slot frees, and a long episode that starts
+        last sets the generation's end."""
+        workers = range(len(self.assigned))
+        while True:
+            w = min(workers, key=lambda w: len(self.assigned[w]))
+            assigned = self.assigned[w]
+            if len(assigned) >= self.d.capacity or not (
                 self.to_send or self.needed() or not assigned
             ):
-                if not self.to_send:
-                    eps = self.episodes_of(self.next_unit)
-                    self.parts[self.next_unit] = len(eps)
-                    self.to_send.extend(eps)
-                    self.next_unit += 1
-                ep = self.to_send.popleft()
-                if not assigned:
-                    self.heard[w] = self.d.clock()  # silence counts from here
-                self.pool.send(w, ep)
-                assigned[(ep.unit, ep.part)] = ep
-                self.in_flight += ep.sign != 0
+                return
+            if not self.to_send:
+                eps = self.episodes_of(self.next_unit)
+                self.parts[self.next_unit] = len(eps)
+                self.to_send.extend(eps)
+                self.next_unit += 1
+            ep = self.to_send.popleft()
+            if not assigned:
+                self.heard[w] = self.d.clock()  # silence counts from here
+            self.pool.send(w, ep)
+            assigned[(ep.unit, ep.part)] = ep
+            self.in_flight += ep.sign != 0
 
     def reassign(self, w: int) -> None:
         """Worker ``w`` was replaced: its unfinished episodes go out again, first, in

@@ -18,6 +18,7 @@ its seed and actions (esjax.envs), so results do not depend on the worker layout
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from typing import NamedTuple
@@ -59,76 +60,83 @@ class EpisodeResult(NamedTuple):
     time_env: float
 
 
+NOISE_BLOCK = 128  # steps of action noise drawn at once per slot: the same values as one
+# draw per step (numpy fills a block in order from the same stream), fewer calls
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(spec: PolicySpec) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(spec.ac_low, np.float32), np.asarray(spec.ac_high, np.float32)
+
+
 def act(
     spec: PolicySpec, params, obs: np.ndarray, ob_mean: np.ndarray, ob_std: np.ndarray,
-    noise: np.ndarray | None = None, ac_noise_std: float = 0.0,
+    noise: np.ndarray | None = None, noisy: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Observations (K, ob_dim) -> actions (K, ac_dim) in the action bounds: the policy
-    (row k with its own weights, see ``policy_apply_np``), plus ``ac_noise_std * noise``
-    where ``noise`` (K, ac_dim) is given (training episodes), clipped to [low, high];
-    an infinite value becomes NaN, not a bound. Also takes one observation (ob_dim,) with
-    unbatched weights. float32."""
+    (row k with its own weights, see ``policy_apply_np``), plus the action noise ``noise``
+    (K, ac_dim; already scaled by --ac-noise-std) where given (training episodes; only rows
+    where ``noisy`` (K,) is true, if given), clipped to [low, high]; an infinite value
+    becomes NaN, not a bound. Also takes one observation (ob_dim,) with unbatched weights.
+    float32."""
     actions = policy_apply_np(spec, params, obs, ob_mean, ob_std)
     if noise is not None:
-        actions += np.float32(ac_noise_std) * noise
+        np.add(actions, noise, out=actions, where=True if noisy is None else noisy[:, None])
     overflow = np.isinf(actions)
     if overflow.any():  # clipping would hide a diverged policy: make it NaN, not a bound
         actions[overflow] = np.nan
-    return np.clip(actions, np.float32(spec.ac_low), np.float32(spec.ac_high), out=actions)
-
-
-class _Slot:
-    """An episode in progress in one environment slot."""
-
-    __slots__ = ("ep", "ret", "sign_ret", "length", "rng", "ob_sum", "ob_sumsq", "tp", "t_env")
-
-    def __init__(self, ep: Episode, ob_dim: int, ac_noise: bool):
-        self.ep = ep
-        self.ret = 0.0
-        self.sign_ret = 0.0
-        self.length = 0
-        self.rng = np.random.default_rng(ep.noise_seed) if ac_noise and ep.sign else None
-        self.ob_sum = np.zeros(ob_dim) if ep.calc_obstat else None
-        self.ob_sumsq = np.zeros(ob_dim) if ep.calc_obstat else None
-        self.tp = [0.0, np.inf, 0.0, 0]
-        self.t_env = 0.0
-
-    def result(self) -> EpisodeResult:
-        count = self.length if self.ob_sum is not None else 0
-        return EpisodeResult(self.ep, self.ret, self.sign_ret, self.length, self.ob_sum,
-                             self.ob_sumsq, count, tuple(self.tp), self.t_env)  # fmt: skip
+    low, high = _bounds(spec)
+    return np.clip(actions, low, high, out=actions)
 
 
 class EpisodeRunner:
     """Runs episodes in ``envs`` (one slot each) with perturbations from ``noise``.
 
     ``set_params`` / ``add`` feed it; ``advance`` fills free slots and steps every active
-    one once, returning the messages of what finished.
+    one once, returning the messages of what finished. Per step: one policy call for all
+    slots, then ``env.step`` slot by slot with the per-slot bookkeeping as plain Python
+    scalars (cheaper than NumPy calls at these sizes); observations, their statistics and
+    the action noise are arrays over the slots.
     """
 
     def __init__(self, spec: PolicySpec, envs: list, noise: np.ndarray, noise_stdev: float,
                  ac_noise_std: float):  # fmt: skip
         self.spec, self.envs, self.noise = spec, envs, noise
         self.noise_stdev, self.ac_noise_std = noise_stdev, ac_noise_std
-        k = len(envs)
+        k, ob_dim = len(envs), spec.ob_dim
         self.ac_shape = envs[0].action_space.shape
+        self.flat_actions = len(self.ac_shape) == 1
+        self.flat_obs = len(envs[0].observation_space.shape) == 1
         # Per-slot weights [(W (k, in, out), b (k, out))], rebuilt one slot per episode.
         self.stacked = [
             (np.zeros((k, i, o), np.float32), np.zeros((k, o), np.float32))
             for i, o in spec.layer_shapes
         ]
         self.theta = np.zeros(spec.num_params, np.float32)
-        self.ob_mean = np.zeros(spec.ob_dim, np.float32)
-        self.ob_std = np.ones(spec.ob_dim, np.float32)
-        self.obs = np.zeros((k, spec.ob_dim), np.float32)
-        self.ac_noise = np.zeros((k, spec.ac_dim), np.float32)
-        self.slots: list[_Slot | None] = [None] * k
+        self.ob_mean = np.zeros(ob_dim, np.float32)
+        self.ob_std = np.ones(ob_dim, np.float32)
         self.pending: deque[Episode] = deque()
         self.gen = -1
+        # The episode in each slot and its running totals.
+        self.episodes: list[Episode | None] = [None] * k
+        self.slots: list[int] = []  # active slots, ascending
+        self.obs = np.zeros((k, ob_dim), np.float32)  # what each slot's policy sees next
+        self.calc = np.zeros(k, bool)  # the slot gathers observation statistics
+        self.ob_sum = np.zeros((k, ob_dim))
+        self.ob_sumsq = np.zeros((k, ob_dim))
+        self.noisy = np.zeros(k, bool)  # a training episode with action noise
+        self.rngs: list[np.random.Generator | None] = [None] * k
+        self.ac_noise = np.zeros((k, NOISE_BLOCK, spec.ac_dim), np.float32)  # scaled
+        self.noise_pos = [0] * k
+        self.ret, self.sign_ret = [0.0] * k, [0.0] * k
+        self.length = [0] * k
+        self.t_env = [0.0] * k  # seconds in reset and step
+        self.tp = [[0.0, 0.0, 0.0] for _ in range(k)]  # inference s per step: sum, min, max
+        self._rows = np.arange(k)
 
     @property
     def busy(self) -> bool:
-        return bool(self.pending) or any(s is not None for s in self.slots)
+        return bool(self.pending or self.slots)
 
     def set_params(self, gen: int, theta, ob_mean, ob_std) -> list[tuple]:
         """θ and observation statistics of generation ``gen``; drops episodes of older
@@ -137,14 +145,12 @@ class EpisodeRunner:
         self.theta = np.asarray(theta, np.float32)
         self.ob_mean = np.asarray(ob_mean, np.float32)
         self.ob_std = np.asarray(ob_std, np.float32)
-        n = steps = 0
-        for k, s in enumerate(self.slots):
-            if s is not None and s.ep.gen < gen:
-                self.slots[k] = None
-                n += 1
-                steps += s.length
+        stale = [k for k in self.slots if self.episodes[k].gen < gen]
+        steps = sum(self.length[k] for k in stale)
+        for k in stale:
+            self._clear(k)
         fresh = deque(e for e in self.pending if e.gen >= gen)
-        n += len(self.pending) - len(fresh)
+        n = len(stale) + len(self.pending) - len(fresh)
         self.pending = fresh
         return [("aborted", n, steps)] if n else []
 
@@ -153,14 +159,17 @@ class EpisodeRunner:
 
     def advance(self) -> list[tuple]:
         """Start pending episodes in free slots, then one step in every active slot."""
-        self._fill_slots()
-        return self._step() if any(s is not None for s in self.slots) else []
+        if self.pending and len(self.slots) < len(self.envs):
+            self._fill_slots()
+        return self._step() if self.slots else []
 
     def _fill_slots(self) -> None:
         spec = self.spec
-        for k in range(len(self.slots)):
-            if self.slots[k] is not None or not self.pending:
+        for k in range(len(self.envs)):
+            if self.episodes[k] is not None:
                 continue
+            if not self.pending:
+                break
             ep = self.pending.popleft()
             eps = self.noise[ep.offset : ep.offset + spec.num_params]
             flat = perturb(self.theta, eps, ep.sign, self.noise_stdev)
@@ -169,48 +178,88 @@ class EpisodeRunner:
                 b_all[k] = b
             t0 = time.perf_counter()
             ob, _ = self.envs[k].reset(seed=ep.env_seed)
-            self.obs[k] = np.asarray(ob, np.float32).ravel()
-            self.slots[k] = s = _Slot(ep, spec.ob_dim, self.ac_noise_std > 0)
-            s.t_env = time.perf_counter() - t0
+            self.t_env[k] = time.perf_counter() - t0
+            self.obs[k] = ob if self.flat_obs else np.ravel(ob)
+            self.episodes[k] = ep
+            noisy = bool(self.ac_noise_std > 0 and ep.sign)
+            self.noisy[k] = noisy
+            self.rngs[k] = np.random.default_rng(ep.noise_seed) if noisy else None
+            if noisy:
+                self._draw_noise(k)
+            self.calc[k] = ep.calc_obstat
+            self.ob_sum[k] = self.ob_sumsq[k] = 0.0
+            self.ret[k] = self.sign_ret[k] = 0.0
+            self.length[k] = 0
+            self.tp[k] = [0.0, np.inf, 0.0]
+        self.slots = [k for k, ep in enumerate(self.episodes) if ep is not None]
+
+    def _draw_noise(self, k: int) -> None:
+        """The next NOISE_BLOCK steps of slot k's action noise, scaled (float32)."""
+        draw = self.rngs[k].standard_normal(self.ac_noise.shape[1:], np.float32)
+        self.ac_noise[k] = np.float32(self.ac_noise_std) * draw
+        self.noise_pos[k] = 0
+
+    def _clear(self, k: int) -> None:
+        self.episodes[k] = None
+        self.noisy[k] = self.calc[k] = False
+        self.rngs[k] = None
+        self.slots = [j for j in self.slots if j != k]
 
     def _step(self) -> list[tuple]:
         """One env step in every active slot, with one policy call for all of them."""
-        active = [k for k, s in enumerate(self.slots) if s is not None]
-        for k in active:  # action noise: training episodes only
-            rng = self.slots[k].rng
-            if rng is not None:
-                self.ac_noise[k] = rng.standard_normal(self.spec.ac_dim, np.float32)
-            else:
-                self.ac_noise[k] = 0.0
+        out, slots = [], self.slots
         t0 = time.perf_counter()
-        actions = act(self.spec, self.stacked, self.obs, self.ob_mean, self.ob_std,
-                      self.ac_noise, self.ac_noise_std)  # fmt: skip
-        per_step = (time.perf_counter() - t0) / len(active)
-        finite = np.isfinite(actions).all(axis=-1)
-        out = []
-        for k in active:
-            s = self.slots[k]
-            if not finite[k]:
-                out.append(("nonfinite", s.ep))
-                self.slots[k] = None
-                continue
-            if s.ob_sum is not None:
-                s.ob_sum += self.obs[k]
-                s.ob_sumsq += np.square(self.obs[k], dtype=np.float64)
-            t_step = time.perf_counter()
-            ob, rew, terminated, truncated, _ = self.envs[k].step(actions[k].reshape(self.ac_shape))
-            s.t_env += time.perf_counter() - t_step
-            self.obs[k] = np.asarray(ob, np.float32).ravel()
+        noise = self.ac_noise[self._rows, self.noise_pos]
+        actions = act(self.spec, self.stacked, self.obs, self.ob_mean, self.ob_std, noise,
+                      self.noisy)  # fmt: skip
+        per_step = (time.perf_counter() - t0) / len(slots)
+        finite = np.isfinite(actions).all(axis=1)
+        if not finite[slots].all():
+            for k in [k for k in slots if not finite[k]]:
+                out.append(("nonfinite", self.episodes[k]))
+                self._clear(k)
+            slots = self.slots
+        if self.calc.any():  # statistics of the observations the policy acted on
+            rows = self.calc[:, None]
+            np.add(self.ob_sum, self.obs, out=self.ob_sum, where=rows)
+            np.add(self.ob_sumsq, np.square(self.obs, dtype=np.float64), out=self.ob_sumsq,
+                   where=rows)  # fmt: skip
+        envs, obs, noisy, noise_pos = self.envs, self.obs, self.noisy, self.noise_pos
+        ret, sign_ret, length, tp, t_env = self.ret, self.sign_ret, self.length, self.tp, self.t_env
+        done = []
+        t_prev = time.perf_counter()
+        for k in slots:
+            a = actions[k] if self.flat_actions else actions[k].reshape(self.ac_shape)
+            ob, rew, terminated, truncated, _ = envs[k].step(a)
+            obs[k] = ob if self.flat_obs else np.ravel(ob)
+            t = time.perf_counter()
+            t_env[k] += t - t_prev
+            t_prev = t
             rew = float(rew)
-            s.ret += rew
-            s.sign_ret += (rew > 0) - (rew < 0)
-            s.length += 1
-            tp = s.tp
-            tp[0] += per_step
-            tp[1] = min(tp[1], per_step)
-            tp[2] = max(tp[2], per_step)
-            tp[3] += 1
+            ret[k] += rew
+            sign_ret[k] += (rew > 0) - (rew < 0)
+            length[k] += 1
+            p = tp[k]
+            p[0] += per_step
+            if per_step < p[1]:
+                p[1] = per_step
+            if per_step > p[2]:
+                p[2] = per_step
             if terminated or truncated:
-                self.slots[k] = None
-                out.append(("result", s.result()))
+                done.append(k)
+            elif noisy[k]:
+                noise_pos[k] += 1
+                if noise_pos[k] == NOISE_BLOCK:
+                    self._draw_noise(k)
+        for k in done:
+            out.append(("result", self._result(k)))
+            self._clear(k)
         return out
+
+    def _result(self, k: int) -> EpisodeResult:
+        calc, length = bool(self.calc[k]), self.length[k]
+        return EpisodeResult(
+            self.episodes[k], self.ret[k], self.sign_ret[k], length,
+            self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
+            length if calc else 0, (*self.tp[k], length), self.t_env[k],
+        )  # fmt: skip

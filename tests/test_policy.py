@@ -114,15 +114,17 @@ def test_discretized_actions_by_hand():
     np.testing.assert_array_equal(policy_apply_np(s, unravel(s, flat), logits, 0, 1), [1.0, -1.0])
 
 
-def test_act_adds_scaled_noise_then_clips_to_the_bounds():
+def test_act_adds_the_noise_then_clips_to_the_bounds():
     s = spec(hidden_dims=(), ob_dim=2, normalize_obs=False)  # actions = observations
     flat = np.concatenate([np.eye(2).ravel(), np.zeros(2)]).astype(np.float32)
     params = [(np.stack([w, w]), np.stack([b, b])) for w, b in unravel(s, flat)]
     obs = np.array([[0.5, 1.0], [0.9, -1.9]], np.float32)
     noise = np.array([[1.0, -2.0], [2.0, -3.0]], np.float32)
-    got = act(s, params, obs, 0, 1, noise, ac_noise_std=0.1)
+    got = act(s, params, obs, 0, 1, np.float32(0.1) * noise)
     np.testing.assert_allclose(got, [[0.6, 0.8], [1.0, -2.0]], rtol=1e-6)  # row 1 clipped
     np.testing.assert_array_equal(act(s, params, obs, 0, 1), obs)  # no noise: the policy
+    only_row_0 = act(s, params, obs, 0, 1, np.float32(0.1) * noise, np.array([True, False]))
+    np.testing.assert_allclose(only_row_0, [[0.6, 0.8], [0.9, -1.9]], rtol=1e-6)
 
 
 def test_init_normalized_columns_small_output_layer():

@@ -45,7 +45,7 @@ class RecordingEnv:
 
     def __init__(self, env):
         self.env, self.actions = env, []
-        self.action_space = env.action_space
+        self.action_space, self.observation_space = env.action_space, env.observation_space
 
     def reset(self, seed=None):
         return self.env.reset(seed=seed)
@@ -123,7 +123,7 @@ def test_slots_run_theta_plus_minus_sigma_eps_and_evaluations_run_theta():
             np.testing.assert_array_equal(want, theta)
         got = np.concatenate([np.concatenate([w[0].ravel(), b[0]]) for w, b in runner.stacked])
         np.testing.assert_array_equal(got, want)
-        runner.slots[0] = None
+        runner._clear(0)
 
 
 def test_discretized_actions_are_on_the_bin_grid_without_action_noise():
