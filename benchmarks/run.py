@@ -25,6 +25,15 @@ from update_step import bench_update, copy_bandwidth_gbs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# (env, hidden dims or None for the default 256x256, goal for the ratio to raw random)
+CASES = [
+    ("AntBulletEnv-v0", None, 0.95),
+    ("HalfCheetah-v5", (64, 64), 0.90),  # the ES paper's network
+    ("InvertedPendulumBulletEnv-v0", None, 0.80),
+    ("HopperBulletEnv-v0", None, None),
+]
+QUICK_CASES = [("InvertedPendulumBulletEnv-v0", (16,), None), ("Hopper-v5", (16,), None)]
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -54,22 +63,27 @@ def main() -> None:
         "quick": quick,
     }
 
-    # (1) throughput: raw env ceiling vs training, same env and process count
-    envs = ["InvertedPendulumBulletEnv-v0"] if quick else ["AntBulletEnv-v0", "HopperBulletEnv-v0"]
+    # (1) throughput: raw env ceiling vs training, same env and process count (2 workers)
+    cases = QUICK_CASES if quick else CASES
     seconds = 4.0 if quick else 60.0
     table = 2_000_000 if quick else 250_000_000
     throughput = []
-    for env_id in envs:
-        for workers in (1, 2):
-            print(f"throughput {env_id} x{workers} ...", flush=True)
-            raw = raw_ceiling(env_id, workers, seconds / 2)
-            raw_random = raw_ceiling(env_id, workers, seconds / 2, "random")
-            train = training_rate(env_id, workers, seconds, {"noise_table_size": table})
-            throughput.append({"env": env_id, "workers": workers, "raw_steps_per_s": raw,
-                               "raw_random_steps_per_s": raw_random, **train,
-                               "ratio": train["steps_per_s"] / raw,
-                               "ratio_random": train["steps_per_s"] / raw_random})  # fmt: skip
+    for env_id, hidden, goal in cases:
+        workers = 2
+        print(f"throughput {env_id} {hidden} x{workers} ...", flush=True)
+        raw = raw_ceiling(env_id, workers, seconds / 2)
+        raw_random = raw_ceiling(env_id, workers, seconds / 2, "random")
+        extra = {"noise_table_size": table, **({"hidden_dims": hidden} if hidden else {})}
+        train = training_rate(env_id, workers, seconds, extra)
+        ratio = train["steps_per_s"] / raw_random
+        met = goal is not None and ratio >= goal
+        throughput.append({"env": env_id, "hidden_dims": hidden or "default",
+                           "workers": workers, "raw_steps_per_s": raw,
+                           "raw_random_steps_per_s": raw_random, **train,
+                           "ratio": train["steps_per_s"] / raw, "ratio_random": ratio,
+                           "goal": goal, "goal_met": met})  # fmt: skip
     _write(out_dir / "throughput.json", {**meta, "results": throughput})
+    envs = [cases[0][0]]
 
     # (2) update step over population x parameter count, with the bandwidth reference
     print("update step ...", flush=True)
@@ -116,24 +130,35 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
         "",
         "## Training throughput vs the raw environment ceiling",
         "",
-        "raw = the same number of processes stepping the env with no policy and resets: with a",
-        "fixed zero action (raw 0), and with a fixed pre-drawn sequence of uniform random actions",
-        "(raw rnd, closer to a policy's contacts). training = timesteps of all used episodes",
-        "per second of generation time (warm-up generation excluded). env frac = EnvTimeFrac,",
-        "the share of the workers' time spent inside the simulator for used episodes.",
-        "TimePredict = policy inference per env step.",
+        "2 worker processes against 2 processes stepping the same env with no policy, resets",
+        "included: with a fixed pre-drawn sequence of uniform random actions (raw rnd: the",
+        "ceiling the ratio and the goals use) and with zero actions (raw 0). training =",
+        "timesteps of all used episodes per second of generation time, after a warm-up",
+        "generation, `--envs-per-worker auto`. Where the workers' time went (shares of",
+        "workers x generation time): env = inside reset/step for the used episodes; infer =",
+        "policy inference for them; skipped = episodes thrown away (older θ, past the",
+        "prefix), at the used episodes' cost per step; other = the rest (per-env Python",
+        "glue, messaging, idle at generation boundaries, the update). env µs/step is the",
+        "simulator's time per step inside training, against raw rnd's 1e6 / (raw rnd / 2).",
         "",
-        "| env | workers | raw 0 steps/s | raw rnd steps/s | training steps/s | ratio (raw 0) | "
-        "ratio (raw rnd) | env frac | skipped frac | TimePredict µs/step | generations |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| env | policy | K | raw 0 steps/s | raw rnd steps/s | training steps/s | ratio "
+        "(raw rnd) | goal | met | env µs/step (training / raw rnd) | env | infer | skipped "
+        "| other | skipped frac | generations |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | "
+        "---: | ---: | ---: | ---: |",
     ]
     for r in throughput:
+        b, hidden = r["breakdown"], r["hidden_dims"]
+        net = "x".join(map(str, hidden)) if hidden != "default" else "256x256"
+        raw_us = 1e6 * r["workers"] / r["raw_random_steps_per_s"]
+        goal = f"{r['goal']:.2f}" if r["goal"] else "-"
+        met = ("yes" if r["goal_met"] else "**no**") if r["goal"] else "-"
         lines.append(
-            f"| {r['env']} | {r['workers']} | {r['raw_steps_per_s']:,.0f} | "
+            f"| {r['env']} | {net} | {r['envs_per_worker']} | {r['raw_steps_per_s']:,.0f} | "
             f"{r['raw_random_steps_per_s']:,.0f} | {r['steps_per_s']:,.0f} | "
-            f"{r['ratio']:.2f} | {r['ratio_random']:.2f} | {r['env_time_frac_mean']:.2f} | "
-            f"{r['skipped_frac_mean']:.3f} | {r['time_predict_mean_us']:.1f} | "
-            f"{r['generations']} |"
+            f"{r['ratio_random']:.2f} | {goal} | {met} | {r['env_us_per_step']:.1f} / "
+            f"{raw_us:.1f} | {b['env']:.2f} | {b['inference']:.2f} | {b['skipped']:.2f} | "
+            f"{b['other']:.2f} | {r['skipped_frac_mean']:.3f} | {r['generations']} |"
         )
     lines += [
         "",

@@ -84,13 +84,24 @@ def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dic
         trainer.close()
     steps = sum(r["StepsPerSec"] * r["TimeElapsedThisGen"] for r in rows)
     elapsed = sum(r["TimeElapsedThisGen"] for r in rows)
+    worker_s = workers * elapsed
+    used = sum(r["TimePredictCount"] for r in rows)  # steps of the used episodes
+    env_s = sum(r["EnvTimeFrac"] * workers * r["TimeElapsedThisGen"] for r in rows)
+    infer_s = sum(r["TimePredictMean"] * r["TimePredictCount"] for r in rows)
+    thrown = sum(r["EnvStepsThisGen"] for r in rows) - used
+    # where the workers' time went, as shares of workers x generation time
+    env, infer = env_s / worker_s, infer_s / worker_s
+    skipped = thrown * (env_s + infer_s) / used / worker_s  # at the used episodes' cost
     return {
         "steps_per_s": steps / elapsed,
         "generations": len(rows),
+        "envs_per_worker": trainer.cfg.envs_per_worker,
         "skipped_frac_mean": sum(r["ResultsSkippedFrac"] for r in rows) / len(rows),
-        "time_predict_mean_us": 1e6 * sum(r["TimePredictMean"] for r in rows) / len(rows),
-        "env_time_frac_mean": sum(r["EnvTimeFrac"] * r["TimeElapsedThisGen"] for r in rows)
-        / elapsed,
+        "time_predict_mean_us": 1e6 * infer_s / used,
+        "env_us_per_step": 1e6 * env_s / used,
+        "env_time_frac_mean": env,
+        "breakdown": {"env": env, "inference": infer, "skipped": skipped,
+                      "other": 1.0 - env - infer - skipped},  # fmt: skip
         "startup_s": startup,
     }
 

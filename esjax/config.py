@@ -26,6 +26,19 @@ def _opt(default, help: str, **meta):
     return field(default=default, metadata={"help": help, **meta})
 
 
+def envs_per_worker_arg(text: str) -> int:
+    """The CLI's --envs-per-worker: 'auto' is 0; otherwise a count >= 1."""
+    if text == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ValueError(f"--envs-per-worker must be >= 1, or auto (got {text})")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Options of a training run (semantics of the OpenAI ES reference)."""
@@ -45,7 +58,13 @@ class Config:
     )
     timesteps_per_gen: int = _opt(10_000, "Minimum training timesteps per generation.")
     num_workers: int = _opt(0, "Worker processes; 0 means one per CPU core.")
-    envs_per_worker: int = _opt(2, "Environments each worker steps in lockstep (one policy call).")
+    envs_per_worker: int = _opt(
+        0,
+        "Environments each worker steps in lockstep (one policy call for all); 'auto' "
+        "picks one wave of a generation's episodes per worker, capped so the slots' "
+        "perturbed weights stay cache-sized (esjax.worker.auto_envs_per_worker). Results "
+        "do not depend on it.",
+    )
     learning_rate: float = _opt(0.01, "Step size of the optimizer (or of plain gradient ascent).")
     noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
     l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")
@@ -112,10 +131,12 @@ class Config:
 
 def _problems(c: Config):
     """Yield one-line messages for every invalid option (first one is raised)."""
-    positive_ints = ("population_size", "timesteps_per_gen", "envs_per_worker", "noise_table_size")
+    positive_ints = ("population_size", "timesteps_per_gen", "noise_table_size")
     for name in positive_ints:
         if getattr(c, name) < 1:
             yield f"--{_flag(name)} must be >= 1 (got {getattr(c, name)})"
+    if c.envs_per_worker < 0:
+        yield f"--envs-per-worker must be >= 1, or auto (got {c.envs_per_worker})"
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"

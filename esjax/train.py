@@ -13,7 +13,20 @@ import time
 from pathlib import Path
 from typing import get_type_hints
 
-from esjax.config import RESUMABLE_OVERRIDES, Config, ConfigError, load_run_config
+from esjax.config import (
+    RESUMABLE_OVERRIDES,
+    Config,
+    ConfigError,
+    envs_per_worker_arg,
+    load_run_config,
+)
+
+
+def _envs_per_worker(text: str) -> int:
+    try:
+        return envs_per_worker_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -39,6 +52,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "hidden_dims":
             kw.update(type=int, nargs="+", metavar="N")
+        elif f.name == "envs_per_worker":
+            kw.update(type=_envs_per_worker, metavar="{auto,N}")
+            if not suppress_defaults:
+                kw["default"] = "auto"  # argparse converts a string default with ``type``
         else:
             kw["type"] = typ
             if "choices" in f.metadata:
@@ -170,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.keep_checkpoints + 2
         ) + (1 << 20)
         check_free_space(Path(resume) if resume else Path(cfg.run_dir), need)
+        cfg = trainer.cfg  # with --envs-per-worker auto resolved, as config.json records it
         if not resume:
             run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
         try:

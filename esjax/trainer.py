@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from esjax.state import (
     run_keys,
     state_to_tree,
 )
+from esjax.worker import auto_envs_per_worker
 
 __all__ = ["StopRequested", "Trainer"]
 
@@ -42,10 +44,17 @@ class Trainer:
     """Owns the pool, the noise table and the run state for one run directory."""
 
     def __init__(self, cfg: Config, log: Callable[[str], None] = print):
-        self.cfg, self.log = cfg, log
+        self.log = log
         self.info = env_info(cfg.env)
         self.spec = policy_spec(cfg, self.info)
         self.num_params = self.spec.num_params
+        if not cfg.envs_per_worker:  # auto: resolved once, recorded in config.json
+            k = auto_envs_per_worker(self.num_params, cfg.population_size,
+                                     cfg.timesteps_per_gen, self.info.max_episode_steps,
+                                     cfg.workers)  # fmt: skip
+            cfg = dataclasses.replace(cfg, envs_per_worker=k)
+            log(f"envs per worker: auto -> {k}")
+        self.cfg = cfg
         if cfg.noise_table_size < self.num_params:
             raise ConfigError(
                 f"--noise-table-size {cfg.noise_table_size:,} is smaller than the policy's "

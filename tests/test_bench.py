@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,12 +21,17 @@ def test_bench_quick_writes_results_and_table(tmp_path):
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["machine"] and data["date"] and "make bench" in data["command"]
     tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
-    assert {r["workers"] for r in tp} == {1, 2}
+    assert {r["env"] for r in tp} == {"InvertedPendulumBulletEnv-v0", "Hopper-v5"}
     assert all(r["raw_steps_per_s"] > 0 and r["steps_per_s"] > 0 for r in tp)
     assert all(r["raw_random_steps_per_s"] > 0 and 0 < r["env_time_frac_mean"] <= 1 for r in tp)
+    for r in tp:  # the shares of the workers' time add up, each within [0, 1]
+        b = r["breakdown"]
+        assert sum(b.values()) == pytest.approx(1.0)
+        assert all(0 <= b[k] <= 1 for k in ("env", "inference", "skipped"))
+        assert r["envs_per_worker"] >= 1 and r["ratio_random"] > 0
     policy = json.loads((tmp_path / "policy_step.json").read_text())["results"]
     assert {r["backend"] for r in policy} == {"jax", "numpy"}
     assert all(r["inference_us_per_step"] > 0 for r in policy)
     md = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| env | workers | raw 0 steps/s" in md and "Plain array copy bandwidth" in md
+    assert "| env | policy | K | raw 0 steps/s" in md and "Plain array copy bandwidth" in md
     assert "| backend | K | inference" in md

@@ -66,6 +66,19 @@ def test_run_directory_config_log_and_snapshots(tmp_path):
     assert "argv[0]" not in proc.stdout + proc.stderr
 
 
+def test_envs_per_worker_auto_is_printed_and_recorded(tmp_path):
+    args = [a for a in TINY]
+    i = args.index("--envs-per-worker")
+    del args[i : i + 2]
+    proc = train(*args, "--max-generations", "1", cwd=tmp_path)
+    # 16 hidden units on InvertedPendulum: tiny weights, so one wave of 8 episodes / 2
+    assert "envs per worker: auto -> 5" in proc.stdout
+    run = only_run_dir(tmp_path)
+    assert json.loads((run / "config.json").read_text())["envs_per_worker"] == 5
+    train("--resume", str(run), "--envs-per-worker", "3", "--max-generations", "2", cwd=tmp_path)
+    assert json.loads((run / "config.json").read_text())["envs_per_worker"] == 3
+
+
 def test_timestep_budget_stops_the_run(tmp_path):
     train(*TINY, "--max-timesteps", "1500", "--snapshot-freq", "0", cwd=tmp_path)
     rows = read_log(only_run_dir(tmp_path))

@@ -7,7 +7,7 @@ from esjax.core.noise import fill_noise_table, perturb
 from esjax.envs import env_info, make_env
 from esjax.policy import PolicySpec, policy_init, unravel
 from esjax.state import policy_spec
-from esjax.worker import Episode, EpisodeRunner, act
+from esjax.worker import Episode, EpisodeRunner, act, auto_envs_per_worker
 
 
 def stack(spec, flats):
@@ -151,3 +151,14 @@ def test_new_params_drop_older_episodes_and_report_their_steps():
     msgs = runner.set_params(1, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
     assert msgs == [("aborted", 6, 8)]  # 2 running for 4 steps each, 4 pending
     assert not runner.busy
+
+
+def test_auto_envs_per_worker_is_one_wave_capped_by_the_weights_cache_budget():
+    # HalfCheetah, 64x64 (6,214 parameters): 40 episodes on 2 workers, plus 20%
+    assert auto_envs_per_worker(6_214, 40, 10_000, 1000, 2) == 24
+    # Ant's default 256x256 (75,272 parameters): 300 KB a slot, so 2
+    assert auto_envs_per_worker(75_272, 40, 10_000, 1000, 2) == 2
+    # a timestep minimum that needs more episodes than the population; the 32 cap
+    assert auto_envs_per_worker(1_000, 8, 40_000, 1000, 2) == 24
+    assert auto_envs_per_worker(100, 400, 10_000, 1000, 2) == 32
+    assert auto_envs_per_worker(10**7, 40, 10_000, 1000, 2) == 1
