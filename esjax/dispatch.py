@@ -133,6 +133,7 @@ class Dispatcher:
     MAX_CONSECUTIVE_RESTARTS = 3
     QUEUE_AHEAD = 2  # episodes queued per worker beyond its env slots: no slot waits on IPC
     STALL_TIMEOUT_S = 120.0
+    START_TIMEOUT_S = 300.0  # a replacement is silent while it starts (imports, envs)
 
     def __init__(self, pool: WorkerPool, stall_timeout_s: float = STALL_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic):  # fmt: skip
@@ -140,6 +141,7 @@ class Dispatcher:
         self.stall_timeout_s = stall_timeout_s
         self.capacity = pool.envs_per_worker + self.QUEUE_AHEAD
         self.consecutive_restarts = [0] * pool.num_workers
+        self.started = [True] * pool.num_workers  # heard from since its last (re)start
 
     def collect(
         self,
@@ -180,6 +182,7 @@ class Dispatcher:
                 f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
             )
         self.pool.restart(w)
+        self.started[w] = False
         c.reassign(w)
         c.top_up()
 
@@ -252,13 +255,17 @@ class _Collection:
         self.out.restarts += 1
 
     def stalled(self) -> list[int]:
-        """Workers with episodes outstanding that have been silent too long."""
-        limit = self.d.clock() - self.d.stall_timeout_s
-        return [w for w, a in enumerate(self.assigned) if a and self.heard[w] < limit]
+        """Workers with episodes outstanding that have been silent too long (a worker
+        still starting after a restart gets START_TIMEOUT_S)."""
+        d, now = self.d, self.d.clock()
+        limits = [d.stall_timeout_s if d.started[w] else max(d.stall_timeout_s,
+                  d.START_TIMEOUT_S) for w in range(len(self.assigned))]  # fmt: skip
+        return [w for w, a in enumerate(self.assigned) if a and now - self.heard[w] > limits[w]]
 
     def receive(self, msg: tuple) -> None:
         kind, w = msg[0], msg[1]
         self.heard[w] = self.d.clock()
+        self.d.started[w] = True
         if kind == "aborted":
             self.out.skipped += msg[2]
             self.out.env_steps += msg[3]

@@ -304,3 +304,24 @@ def test_a_worker_that_stalls_every_time_ends_in_an_error():
     dispatcher = Dispatcher(pool, stall_timeout_s=5.0, clock=FakeClock(pool))
     with pytest.raises(WorkerError, match="worker 0 keeps dying \\(stalled"):
         dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+
+
+def test_a_replacement_gets_the_start_timeout_before_it_counts_as_stalled():
+    """Silence while a new process starts (imports, envs) is not a stall; after its first
+    message the ordinary stall timeout applies again."""
+    pool = FakePool(2, 2, seed=8)
+    pool.hung, pool.hang_again = {1}, True  # its replacements never answer either
+    clock, restart_times = FakeClock(pool), []
+    real_restart = pool.restart
+
+    def restart_and_note(worker):
+        restart_times.append(clock.t)
+        real_restart(worker)
+
+    pool.restart = restart_and_note
+    with pytest.raises(WorkerError, match="keeps dying"):  # minimums never met
+        Dispatcher(pool, stall_timeout_s=10.0, clock=clock).collect(
+            GEN, episodes_of, 10**6, 10**9, 12.0
+        )
+    gaps = np.diff(restart_times)
+    assert restart_times[0] <= 12 and all(g >= Dispatcher.START_TIMEOUT_S for g in gaps)
