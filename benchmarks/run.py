@@ -136,16 +136,17 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
         "timesteps of all used episodes per second of generation time, after a warm-up",
         "generation, `--envs-per-worker auto`. Where the workers' time went (shares of",
         "workers x generation time): env = inside reset/step for the used episodes; infer =",
-        "policy inference for them; skipped = episodes thrown away (older θ, past the",
-        "prefix), at the used episodes' cost per step; other = the rest (per-env Python",
-        "glue, messaging, idle at generation boundaries, the update). env µs/step is the",
-        "simulator's time per step inside training, against raw rnd's 1e6 / (raw rnd / 2).",
+        "policy inference for them; glue = the worker's other time in their steps (noise,",
+        "statistics, bookkeeping); skipped = episodes thrown away (older θ, past the prefix),",
+        "at the used episodes' cost per step; other = the rest (messaging, idle at generation",
+        "boundaries, the update). env µs/step is the simulator's time per step inside",
+        "training, against raw rnd's 1e6 / (raw rnd / 2).",
         "",
         "| env | policy | K | raw 0 steps/s | raw rnd steps/s | training steps/s | ratio "
-        "(raw rnd) | goal | met | env µs/step (training / raw rnd) | env | infer | skipped "
-        "| other | skipped frac | generations |",
+        "(raw rnd) | goal | met | env µs/step (training / raw rnd) | env | infer | glue | "
+        "skipped | other | skipped frac | generations |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | "
-        "---: | ---: | ---: | ---: |",
+        "---: | ---: | ---: | ---: | ---: |",
     ]
     for r in throughput:
         b, hidden = r["breakdown"], r["hidden_dims"]
@@ -157,8 +158,9 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
             f"| {r['env']} | {net} | {r['envs_per_worker']} | {r['raw_steps_per_s']:,.0f} | "
             f"{r['raw_random_steps_per_s']:,.0f} | {r['steps_per_s']:,.0f} | "
             f"{r['ratio_random']:.2f} | {goal} | {met} | {r['env_us_per_step']:.1f} / "
-            f"{raw_us:.1f} | {b['env']:.2f} | {b['inference']:.2f} | {b['skipped']:.2f} | "
-            f"{b['other']:.2f} | {r['skipped_frac_mean']:.3f} | {r['generations']} |"
+            f"{raw_us:.1f} | {b['env']:.2f} | {b['inference']:.2f} | {b['glue']:.2f} | "
+            f"{b['skipped']:.2f} | {b['other']:.2f} | {r['skipped_frac_mean']:.3f} | "
+            f"{r['generations']} |"
         )
     lines += [
         "",

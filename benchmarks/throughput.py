@@ -88,10 +88,11 @@ def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dic
     used = sum(r["TimePredictCount"] for r in rows)  # steps of the used episodes
     env_s = sum(r["EnvTimeFrac"] * workers * r["TimeElapsedThisGen"] for r in rows)
     infer_s = sum(r["TimePredictMean"] * r["TimePredictCount"] for r in rows)
+    glue_s = sum(r["GlueTimeFrac"] * workers * r["TimeElapsedThisGen"] for r in rows)
     thrown = sum(r["EnvStepsThisGen"] for r in rows) - used
     # where the workers' time went, as shares of workers x generation time
-    env, infer = env_s / worker_s, infer_s / worker_s
-    skipped = thrown * (env_s + infer_s) / used / worker_s  # at the used episodes' cost
+    env, infer, glue = env_s / worker_s, infer_s / worker_s, glue_s / worker_s
+    skipped = thrown * (env_s + infer_s + glue_s) / used / worker_s  # at the used cost
     return {
         "steps_per_s": steps / elapsed,
         "generations": len(rows),
@@ -100,8 +101,13 @@ def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dic
         "time_predict_mean_us": 1e6 * infer_s / used,
         "env_us_per_step": 1e6 * env_s / used,
         "env_time_frac_mean": env,
-        "breakdown": {"env": env, "inference": infer, "skipped": skipped,
-                      "other": 1.0 - env - infer - skipped},  # fmt: skip
+        "breakdown": {
+            "env": env,
+            "inference": infer,
+            "glue": glue,
+            "skipped": skipped,
+            "other": 1.0 - env - infer - glue - skipped,
+        },  # fmt: skip
         "startup_s": startup,
     }
 

@@ -21,7 +21,7 @@ LOG_FIELDS = (
     "TimeElapsedThisGen", "TimeElapsed",
     "TimePredictMin", "TimePredictMax", "TimePredictMean", "TimePredictCount",
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
-    "EnvTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
+    "EnvTimeFrac", "GlueTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
 )  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> di
         "StepsPerSec": int(lengths.sum() + eval_lens.sum()) / dt,
         "WorkerRestarts": gen.restarts,
         "EnvTimeFrac": sum(r.time_env for r in used) / (workers * dt),
+        "GlueTimeFrac": sum(r.time_glue for r in used) / (workers * dt),
         "EnvStepsThisGen": gen.env_steps,
         "EnvStepsSoFar": state.env_steps,
     }

@@ -47,6 +47,8 @@ class EpisodeResult(NamedTuple):
 
     time_predict: (sum, min, max, count) of seconds of policy inference per env step.
     time_env: seconds spent inside the env's reset and step calls for this episode.
+    time_glue: the worker's other seconds of the steps this episode took part in (noise,
+    statistics, bookkeeping), its share of each lockstep step.
     """
 
     episode: Episode
@@ -58,6 +60,7 @@ class EpisodeResult(NamedTuple):
     ob_count: int
     time_predict: tuple[float, float, float, int]
     time_env: float
+    time_glue: float = 0.0
 
 
 NOISE_BLOCK = 128  # steps of action noise drawn at once per slot: the same values as one
@@ -150,6 +153,7 @@ class EpisodeRunner:
         self.ret, self.sign_ret = [0.0] * k, [0.0] * k
         self.length = [0] * k
         self.t_env = [0.0] * k  # seconds in reset and step
+        self.t_glue = [0.0] * k  # its share of the rest of each step
         self.tp = [[0.0, 0.0, 0.0] for _ in range(k)]  # inference s per step: sum, min, max
         self._rows = np.arange(k)
 
@@ -210,6 +214,7 @@ class EpisodeRunner:
             self.ret[k] = self.sign_ret[k] = 0.0
             self.length[k] = 0
             self.tp[k] = [0.0, np.inf, 0.0]
+            self.t_glue[k] = 0.0
         self.slots = [k for k, ep in enumerate(self.episodes) if ep is not None]
 
     def _draw_noise(self, k: int) -> None:
@@ -227,11 +232,13 @@ class EpisodeRunner:
     def _step(self) -> list[tuple]:
         """One env step in every active slot, with one policy call for all of them."""
         out, slots = [], self.slots
-        t0 = time.perf_counter()
+        t_start = time.perf_counter()
         noise = self.ac_noise[self._rows, self.noise_pos]
+        t0 = time.perf_counter()
         actions = act(self.spec, self.stacked, self.obs, self.ob_mean, self.ob_std, noise,
                       self.noisy)  # fmt: skip
-        per_step = (time.perf_counter() - t0) / len(slots)
+        t_act = time.perf_counter() - t0
+        per_step = t_act / len(slots)
         finite = np.isfinite(actions).all(axis=1)
         if not finite[slots].all():
             for k in [k for k in slots if not finite[k]]:
@@ -245,15 +252,15 @@ class EpisodeRunner:
                    where=rows)  # fmt: skip
         envs, obs, noisy, noise_pos = self.envs, self.obs, self.noisy, self.noise_pos
         ret, sign_ret, length, tp, t_env = self.ret, self.sign_ret, self.length, self.tp, self.t_env
-        done = []
-        t_prev = time.perf_counter()
+        done, in_envs = [], 0.0
         for k in slots:
             a = actions[k] if self.flat_actions else actions[k].reshape(self.ac_shape)
+            t0 = time.perf_counter()
             ob, rew, terminated, truncated, _ = envs[k].step(a)
+            dt = time.perf_counter() - t0
+            t_env[k] += dt
+            in_envs += dt
             obs[k] = ob if self.flat_obs else np.ravel(ob)
-            t = time.perf_counter()
-            t_env[k] += t - t_prev
-            t_prev = t
             rew = float(rew)
             ret[k] += rew
             sign_ret[k] += (rew > 0) - (rew < 0)
@@ -270,6 +277,11 @@ class EpisodeRunner:
                 noise_pos[k] += 1
                 if noise_pos[k] == NOISE_BLOCK:
                     self._draw_noise(k)
+        # the step's time outside inference and the envs, shared by the slots that ran
+        glue = (time.perf_counter() - t_start - t_act - in_envs) / max(1, len(slots))
+        t_glue = self.t_glue
+        for k in slots:
+            t_glue[k] += glue
         for k in done:
             out.append(("result", self._result(k)))
             self._clear(k)
@@ -280,5 +292,5 @@ class EpisodeRunner:
         return EpisodeResult(
             self.episodes[k], self.ret[k], self.sign_ret[k], length,
             self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
-            length if calc else 0, (*self.tp[k], length), self.t_env[k],
+            length if calc else 0, (*self.tp[k], length), self.t_env[k], self.t_glue[k],
         )  # fmt: skip

@@ -27,7 +27,7 @@ def test_bench_quick_writes_results_and_table(tmp_path):
     for r in tp:  # the shares of the workers' time add up, each within [0, 1]
         b = r["breakdown"]
         assert sum(b.values()) == pytest.approx(1.0)
-        assert all(0 <= b[k] <= 1 for k in ("env", "inference", "skipped"))
+        assert all(0 <= b[k] <= 1 for k in ("env", "inference", "glue", "skipped"))
         assert r["envs_per_worker"] >= 1 and r["ratio_random"] > 0
     policy = json.loads((tmp_path / "policy_step.json").read_text())["results"]
     assert {r["backend"] for r in policy} == {"jax", "numpy"}

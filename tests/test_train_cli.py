@@ -46,6 +46,7 @@ def test_run_directory_config_log_and_snapshots(tmp_path):
         assert 0.0 <= float(r["ResultsSkippedFrac"]) < 1.0
         assert int(r["TimePredictCount"]) > 0 and float(r["TimePredictMean"]) > 0
         assert 0.0 < float(r["EnvTimeFrac"]) <= 1.0
+        assert 0.0 < float(r["GlueTimeFrac"]) < 1.0 - float(r["EnvTimeFrac"])
     assert int(rows[-1]["EpisodesSoFar"]) == sum(int(r["EpisodesThisGen"]) for r in rows)
     assert int(rows[-1]["TimestepsSoFar"]) == sum(int(r["TimestepsThisGen"]) for r in rows)
     assert sum(int(r["EvalGenCount"]) for r in rows) > 0
