@@ -159,15 +159,17 @@ class LoadedRun(NamedTuple):
         return (np.asarray(self.state.theta), *obstat_mean_std(self.state.obstat))
 
 
-def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = None) -> LoadedRun:
+def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = None,
+             info: EnvInfo | None = None) -> LoadedRun:  # fmt: skip
     """Checkpoint ``which`` ('latest', 'best' or a generation) of ``run_dir``, read-only.
 
-    ``cfg`` defaults to the run's config.json. ConfigError (one line) for a missing run,
-    checkpoint or config, or a checkpoint that does not fit the config."""
+    ``cfg`` defaults to the run's config.json, ``info`` to its env's (a caller that has
+    it saves creating the env). ConfigError (one line) for a missing run, checkpoint or
+    config, or a checkpoint that does not fit the config."""
     from esjax.checkpoint import CheckpointStore
 
     cfg = cfg or load_run_config(run_dir)
-    info = env_info(cfg.env)
+    info = info or env_info(cfg.env)
     spec = policy_spec(cfg, info)
     store = CheckpointStore(run_dir, read_only=True)
     try:

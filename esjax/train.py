@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg)
         if resume:
             run_dir = Path(resume)
-            trainer.restore(load_run(run_dir, "latest", cfg))
+            trainer.restore(load_run(run_dir, "latest", trainer.cfg, trainer.info))
             if not trainer.budget_left():
                 raise ConfigError(
                     f"the run's budget is already spent at generation "

@@ -277,9 +277,21 @@ def test_non_finite_update_stops_with_one_line_and_keeps_the_last_finite_theta(t
     assert read_log(only_run_dir(tmp_path)) == []
 
 
-def test_non_finite_update_after_some_generations_saves_the_last_finite_state(tmp_path):
+def _train_until_non_finite(trainer, run_dir, match: str):
+    """Train until NonFiniteError (message ``match``); the run's latest checkpoint."""
     from esjax.dispatch import NonFiniteError
     from esjax.state import load_run
+
+    trainer.start()
+    try:
+        with pytest.raises(NonFiniteError, match=match):
+            trainer.train(run_dir)
+    finally:
+        trainer.close()
+    return load_run(run_dir, "latest", trainer.cfg)
+
+
+def test_non_finite_update_after_some_generations_saves_the_last_finite_state(tmp_path):
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
@@ -297,13 +309,7 @@ def test_non_finite_update_after_some_generations_saves_the_last_finite_state(tm
         return new, info
 
     trainer._tell = tell_that_overflows_in_generation_2
-    trainer.start()
-    try:
-        with pytest.raises(NonFiniteError, match="theta became non-finite in generation 2"):
-            trainer.train(tmp_path)
-    finally:
-        trainer.close()
-    run = load_run(tmp_path, "latest", cfg)
+    run = _train_until_non_finite(trainer, tmp_path, "theta became non-finite in generation 2")
     assert run.step == 2
     np.testing.assert_array_equal(np.asarray(run.state.theta), finite[0])
 
@@ -311,8 +317,6 @@ def test_non_finite_update_after_some_generations_saves_the_last_finite_state(tm
 def test_non_finite_actions_stop_training_and_keep_the_finite_theta(tmp_path):
     """θ finite but so large that the policy's products overflow (inf - inf = NaN): the
     workers report it, training stops, and the checkpoint holds that finite θ."""
-    from esjax.dispatch import NonFiniteError
-    from esjax.state import load_run
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
@@ -321,13 +325,7 @@ def test_non_finite_actions_stop_training_and_keep_the_finite_theta(tmp_path):
     huge = np.where(np.arange(trainer.num_params) % 2, 3e38, -3e38).astype(np.float32)
     es = trainer.state.es._replace(theta=jax.numpy.asarray(huge))
     trainer.state = trainer.state._replace(es=es)
-    trainer.start()
-    try:
-        with pytest.raises(NonFiniteError, match="non-finite action in generation 0"):
-            trainer.train(tmp_path)
-    finally:
-        trainer.close()
-    run = load_run(tmp_path, "latest", cfg)
+    run = _train_until_non_finite(trainer, tmp_path, "non-finite action in generation 0")
     assert run.step == 0
     np.testing.assert_array_equal(np.asarray(run.state.theta), huge)
 
