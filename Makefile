@@ -4,11 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-ENV       ?= AntBulletEnv-v0
-TIMESTEPS ?= 1500000
+PRESET    ?= AntBulletEnv-v0
+TIMESTEPS ?= 3000000
 ARGS      ?=
 
-.PHONY: setup train test test-fast bench lint format clean
+.PHONY: setup train test test-fast bench reproduce lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -21,7 +21,7 @@ setup: $(STAMP)
 
 # The main job on sensible defaults: about 8 minutes on 2 cores (override ENV, TIMESTEPS, ARGS).
 train: setup
-	$(PY) -m esjax.train --env $(ENV) --max-timesteps $(TIMESTEPS) $(ARGS)
+	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
 # The whole suite, learning test included (a few minutes on 2 cores).
 test: setup
@@ -34,13 +34,19 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+# The ES paper's Table 3 on MuJoCo v5 -> experiments/results/table3.md (hours on 2 cores).
+reproduce: setup
+	$(PY) -m experiments.paper_table3 --envs InvertedPendulum-v5 InvertedDoublePendulum-v5 \
+		HalfCheetah-v5 Swimmer-v5 --seeds 0 1 2
+	$(PY) -m experiments.paper_table3 --envs Hopper-v5 Walker2d-v5 --seeds 0 1 --max-steps 8e6
+
 lint: setup
-	$(VENV)/bin/ruff check esjax tests
-	$(VENV)/bin/ruff format --check esjax tests
+	$(VENV)/bin/ruff check esjax tests experiments
+	$(VENV)/bin/ruff format --check esjax tests experiments
 
 format: setup
-	$(VENV)/bin/ruff format esjax tests
-	$(VENV)/bin/ruff check --fix esjax tests
+	$(VENV)/bin/ruff format esjax tests experiments
+	$(VENV)/bin/ruff check --fix esjax tests experiments
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -53,6 +53,11 @@ class Config:
         "whichever limit comes first.",
     )
     max_generations: int = _opt(0, "Stop after this many generations; 0 means no limit.")
+    target_return: float = _opt(
+        float("inf"),
+        "Stop once an evaluation of theta reaches this mean return (EvalBestSoFar: the "
+        "periodic evaluations, or --eval-prob episodes when --eval-every is 0); inf = never.",
+    )
     population_size: int = _opt(
         40, "Minimum episodes per generation (mirrored sampling: two per noise vector)."
     )
@@ -75,8 +80,18 @@ class Config:
     )
     keep_checkpoints: int = _opt(5, "Keep the newest N checkpoints (plus the best by evaluation).")
     eval_prob: float = _opt(
-        0.05, "Chance that the next episode is a noiseless evaluation of theta."
+        0.0,
+        "Chance that the next unit is a single noiseless episode of theta (the OpenAI "
+        "reference's evaluations; its configs used 0.01-0.05). Counted in EnvStepsSoFar.",
     )
+    eval_every: int = _opt(
+        10,
+        "Every N generations (0 = never), evaluate theta by --eval-episodes noiseless "
+        "episodes run by the workers beside the generation's training episodes: the "
+        "PeriodicEval* log columns, and what the best checkpoint is judged on. Not "
+        "training timesteps; counted in EnvStepsSoFar and PeriodicEvalStepsSoFar.",
+    )
+    eval_episodes: int = _opt(5, "Episodes per periodic evaluation (--eval-every).")
     calc_obstat_prob: float = _opt(
         0.1,
         "Chance that a training rollout adds to the observation statistics, drawn for each "
@@ -92,7 +107,11 @@ class Config:
     gradient_optimizer: bool = _opt(True, "Use --optimizer; off means plain gradient ascent.")
     observation_normalization: bool = _opt(True, "Normalize observations by running stats.")
     divide_by_stdev: bool = _opt(False, "Divide the gradient estimate by --noise-stdev.")
-    hidden_dims: tuple[int, ...] = _opt((256, 256), "Hidden layer sizes of the MLP policy.")
+    hidden_dims: tuple[int, ...] = _opt(
+        (64, 64),
+        "Hidden layer sizes of the MLP policy (64 64: the ES paper's MuJoCo network; its "
+        "256 256 Humanoid network suits populations of thousands of episodes).",
+    )
     nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=tuple(NONLINEARITIES))
     ac_noise_std: float = _opt(0.01, "Gaussian action noise in training episodes (not eval).")
     ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
@@ -140,6 +159,12 @@ def _problems(c: Config):
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
+    if c.eval_every < 0:
+        yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
+    if c.target_return != c.target_return:  # NaN
+        yield "--target-return must be a number (or inf for no target)"
+    if c.eval_episodes < 1:
+        yield f"--eval-episodes must be >= 1 (got {c.eval_episodes})"
     if c.keep_checkpoints < 1:
         yield f"--keep-checkpoints must be >= 1 (got {c.keep_checkpoints})"
     if c.max_timesteps == 0 and c.max_generations == 0:
@@ -196,10 +221,11 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 # Options a resumed run may change: they do not alter what the saved state means.
-# Results do not depend on the worker layout, so the layout may change too.
+# Results do not depend on the worker layout, so the layout may change too; nor on the
+# periodic evaluations (they gather no statistics and are not in the training units).
 RESUMABLE_OVERRIDES = (
     "max_timesteps", "max_generations", "num_workers", "envs_per_worker", "snapshot_freq",
-    "keep_checkpoints",
+    "keep_checkpoints", "eval_every", "eval_episodes", "target_return",
 )  # fmt: skip
 
 

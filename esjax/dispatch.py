@@ -27,7 +27,7 @@ from typing import Protocol
 import jax
 import numpy as np
 
-from esjax.core.schedule import UNIT_BLOCK, sample_units
+from esjax.core.schedule import UNIT_BLOCK, eval_env_seeds, sample_units
 from esjax.worker import Episode, EpisodeResult
 
 
@@ -83,6 +83,21 @@ class UnitSequence:
             for p, s in enumerate(self.signs)
         ]
 
+    def with_evals(self, gen: int, n: int) -> Callable[[int], list[Episode]]:
+        """Generation ``gen``'s units with ``n`` periodic evaluations first: units
+        0..n-1 are noiseless episodes of θ (seeds of their own stream), unit n + u is
+        training unit u. The training units are the same whatever ``n``."""
+        seeds = np.asarray(eval_env_seeds(self.key, gen, n)) if n else ()
+
+        def episodes_of(unit: int) -> list[Episode]:
+            if unit < n:
+                seed = int(seeds[unit])
+                return [Episode(gen, unit, 0, offset=0, sign=0, env_seed=seed, noise_seed=0,
+                                calc_obstat=False)]  # fmt: skip
+            return [e._replace(unit=unit) for e in self.episodes(gen, unit - n)]
+
+        return episodes_of
+
 
 class WorkerPool(Protocol):
     """What the dispatcher needs of a set of workers (``esjax.pool.LocalPool``).
@@ -115,7 +130,8 @@ class Generation:
     """What one generation collected: the prefix it uses and what it cost."""
 
     train: list[list[EpisodeResult]] = field(default_factory=list)  # per unit: 1 or 2 parts
-    evals: list[EpisodeResult] = field(default_factory=list)
+    evals: list[EpisodeResult] = field(default_factory=list)  # --eval-prob units
+    periodic: list[EpisodeResult] = field(default_factory=list)  # --eval-every episodes
     workers: set[int] = field(default_factory=set)  # workers behind the used results
     skipped: int = 0  # episodes run or started but not used (older θ or past the prefix)
     env_steps: int = 0  # every env step simulated for it: used, evaluated, thrown away
@@ -123,7 +139,7 @@ class Generation:
 
     @property
     def used(self) -> list[EpisodeResult]:
-        return [r for unit in self.train for r in unit] + self.evals
+        return [r for unit in self.train for r in unit] + self.evals + self.periodic
 
 
 class Dispatcher:
@@ -151,11 +167,15 @@ class Dispatcher:
         min_timesteps: int,
         expected_length: float,
         should_stop: Callable[[], bool] = lambda: False,
+        eval_units: int = 0,
     ) -> Generation:
         """Hand out units 0, 1, ... of generation ``gen`` (``episodes_of(unit)``; the
         caller has broadcast its θ) until a prefix of complete units has at least
-        ``min_episodes`` training episodes and ``min_timesteps`` training steps."""
-        c = _Collection(self, gen, episodes_of, min_episodes, min_timesteps, expected_length)
+        ``min_episodes`` training episodes and ``min_timesteps`` training steps. The
+        first ``eval_units`` units are periodic evaluations (``Generation.periodic``):
+        the prefix includes them all, and they count toward neither minimum."""
+        c = _Collection(self, gen, episodes_of, min_episodes, min_timesteps, expected_length,
+                        eval_units)  # fmt: skip
         c.top_up()
         while not c.complete():
             if should_stop():
@@ -191,11 +211,11 @@ class _Collection:
     """Bookkeeping of one generation's collection (see ``Dispatcher.collect``)."""
 
     def __init__(self, dispatcher: Dispatcher, gen, episodes_of, min_episodes, min_timesteps,
-                 expected_length):  # fmt: skip
+                 expected_length, eval_units=0):  # fmt: skip
         self.d, self.pool = dispatcher, dispatcher.pool
         self.gen, self.episodes_of = gen, episodes_of
         self.min_episodes, self.min_timesteps = min_episodes, min_timesteps
-        self.expected_length = expected_length
+        self.expected_length, self.eval_units = expected_length, eval_units
         n = self.pool.num_workers
         self.assigned: list[dict[tuple[int, int], Episode]] = [{} for _ in range(n)]
         self.to_send: deque[Episode] = deque()  # handed out before any new unit
@@ -209,13 +229,18 @@ class _Collection:
         self.heard = [dispatcher.clock()] * n  # last message, or start of the busy spell
 
     def complete(self) -> bool:
-        return self.n_eps >= self.min_episodes and self.n_steps >= self.min_timesteps
+        return (
+            self.n_eps >= self.min_episodes
+            and self.n_steps >= self.min_timesteps
+            and self.prefix >= self.eval_units
+        )
 
     def needed(self) -> bool:
         """Whether more work must go out for the minimums to be met, as projected."""
         projected_steps = self.done_steps + self.in_flight * self.expected_length
         return (
-            self.done_eps + self.in_flight < self.min_episodes
+            self.next_unit < self.eval_units
+            or self.done_eps + self.in_flight < self.min_episodes
             or projected_steps < self.min_timesteps
         )
 
@@ -301,7 +326,9 @@ class _Collection:
             unit = [self.done[k] for k in keys]
             self.out.workers.update(w for w, _ in unit)
             results = [r for _, r in unit]
-            if results[0].episode.sign == 0:
+            if self.prefix < self.eval_units:
+                self.out.periodic.append(results[0])
+            elif results[0].episode.sign == 0:
                 self.out.evals.append(results[0])
             else:
                 self.out.train.append(results)

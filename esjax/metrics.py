@@ -22,7 +22,11 @@ LOG_FIELDS = (
     "TimePredictMin", "TimePredictMax", "TimePredictMean", "TimePredictCount",
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
     "EnvTimeFrac", "GlueTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
+    "PeriodicEvalRewMean", "PeriodicEvalRewStd", "PeriodicEvalLenMean", "PeriodicEvalCount",
+    "PeriodicEvalStepsSoFar",
 )  # fmt: skip
+# PeriodicEval*: --eval-episodes noiseless episodes of the θ this generation started from
+# (the θ that generation - 1's update produced; generation 0: the initial θ).
 
 
 def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> dict[str, Any]:
@@ -36,6 +40,8 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> di
     lengths = np.array([[r.length for r in unit] for unit in gen.train], np.int64)
     eval_rets = np.array([r.ret for r in gen.evals], np.float64)
     eval_lens = np.array([r.length for r in gen.evals], np.int64)
+    periodic_rets = np.array([r.ret for r in gen.periodic], np.float64)
+    periodic_lens = np.array([r.length for r in gen.periodic], np.int64)
     used = gen.used
     tp = [r.time_predict for r in used]
     tp_count = sum(x[3] for x in tp)
@@ -66,12 +72,17 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> di
         "EvalBestSoFar": state.best_eval if state.best_eval > -math.inf else nan,
         "GradNorm": float(tell_info.grad_norm),
         "UpdateRatio": float(tell_info.update_ratio),
-        "StepsPerSec": int(lengths.sum() + eval_lens.sum()) / dt,
+        "StepsPerSec": int(lengths.sum() + eval_lens.sum() + periodic_lens.sum()) / dt,
         "WorkerRestarts": gen.restarts,
         "EnvTimeFrac": sum(r.time_env for r in used) / (workers * dt),
         "GlueTimeFrac": sum(r.time_glue for r in used) / (workers * dt),
         "EnvStepsThisGen": gen.env_steps,
         "EnvStepsSoFar": state.env_steps,
+        "PeriodicEvalRewMean": float(periodic_rets.mean()) if periodic_rets.size else nan,
+        "PeriodicEvalRewStd": float(periodic_rets.std()) if periodic_rets.size else nan,
+        "PeriodicEvalLenMean": float(periodic_lens.mean()) if periodic_lens.size else nan,
+        "PeriodicEvalCount": int(periodic_rets.size),
+        "PeriodicEvalStepsSoFar": state.periodic_eval_steps,
     }
 
 
@@ -97,7 +108,9 @@ class CsvLog:
 
 def format_generation(row: dict[str, Any]) -> str:
     """One compact line: generation, timesteps, mean return, eval return, steps/s."""
-    ev = row["EvalGenRewardMean"]
+    ev = row.get("PeriodicEvalRewMean", math.nan)
+    if ev is None or math.isnan(ev):
+        ev = row["EvalGenRewardMean"]
     ev_s = "    -   " if ev is None or math.isnan(ev) else f"{ev:8.1f}"
     return (
         f"gen {row['Generation']:4d} | steps {row['TimestepsSoFar']:>10,d} | "

@@ -40,7 +40,9 @@ def plot_runs(run_dirs: list[Path], out: Path, x: str = "timesteps") -> None:
         mean, std = np.array(log["GenRewMean"]), np.array(log["GenRewStd"])
         ax.plot(xs, mean, color=color, label=f"{run.name}: population mean ± std")
         ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15)
-        ev = np.array(log["EvalGenRewardMean"])
+        ev = np.array(log.get("PeriodicEvalRewMean", []))  # else the --eval-prob episodes
+        if not (ev.size and (~np.isnan(ev)).any()):
+            ev = np.array(log["EvalGenRewardMean"])
         ok = ~np.isnan(ev)
         if ok.any():
             ax.plot(xs[ok], ev[ok], "o", ms=3, color=color, label=f"{run.name}: evaluation")

@@ -33,6 +33,7 @@ class RunState(NamedTuple):
     episodes: int  # training episodes the updates used
     timesteps: int  # their env steps: what --max-timesteps counts
     env_steps: int  # every env step simulated (used, evaluation and thrown-away episodes)
+    periodic_eval_steps: int  # the part of env_steps that periodic evaluations (--eval-every) ran
     time_elapsed: float  # seconds of training
     best_eval: float  # best mean evaluation return so far (-inf: none yet)
     expected_length: float  # mean training-episode length, for dispatching
@@ -85,7 +86,7 @@ def initial_state(cfg: Config, info: EnvInfo, es: ES | None = None) -> RunState:
     obstat = obstat_init(spec.ob_dim)
     return RunState(
         es=es_state, obstat=obstat, generation=0, episodes=0, timesteps=0, env_steps=0,
-        time_elapsed=0.0, best_eval=-math.inf,
+        periodic_eval_steps=0, time_elapsed=0.0, best_eval=-math.inf,
         expected_length=float(info.max_episode_steps or 1000),
         gen_policy=(np.asarray(es_state.theta), *obstat_mean_std(obstat)),
     )  # fmt: skip
@@ -93,8 +94,8 @@ def initial_state(cfg: Config, info: EnvInfo, es: ES | None = None) -> RunState:
 
 _COUNTERS = {
     "generation": np.int64, "episodes": np.int64, "timesteps": np.int64,
-    "env_steps": np.int64, "time_elapsed": np.float64, "best_eval": np.float64,
-    "expected_length": np.float64,
+    "env_steps": np.int64, "periodic_eval_steps": np.int64, "time_elapsed": np.float64,
+    "best_eval": np.float64, "expected_length": np.float64,
 }  # fmt: skip
 
 

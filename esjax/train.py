@@ -38,6 +38,13 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
+        "--preset",
+        metavar="NAME",
+        default=argparse.SUPPRESS if suppress_defaults else None,
+        help="Start from a preset's options (experiments/presets/NAME.toml, env included; "
+        "or a path to a .toml file); flags given here override them.",
+    )
+    p.add_argument(
         "--resume", metavar="RUN_DIR", default=argparse.SUPPRESS if suppress_defaults else None,
         help="Continue that run in place from its latest checkpoint (budget, workers and "
         "checkpointing options may change; nothing else may).",
@@ -153,11 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))
     resume = given.pop("resume", None)
+    preset = given.pop("preset", None)
     try:
+        if resume and preset:
+            raise ConfigError("--preset cannot be combined with --resume: the run's "
+                              "config.json already holds its options")  # fmt: skip
         if resume:
             cfg = resume_config(Path(resume), given)
+        elif preset:
+            from esjax.presets import load_preset
+
+            cfg = Config(**{**load_preset(preset), **given})
         else:
-            del args.resume
+            del args.resume, args.preset
             cfg = Config(**vars(args))
     except ConfigError as e:
         parser.error(str(e))  # one line, exit code 2
@@ -180,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     f"the run's budget is already spent at generation "
                     f"{trainer.state.generation}: raise "
-                    "--max-timesteps or --max-generations to continue it"
+                    "--max-timesteps, --max-generations or --target-return to continue it"
                 )
         # The newest --keep-checkpoints, the best, and one being written, plus the log.
         need = checkpoint_bytes(trainer.num_params, trainer.info.ob_dim) * (

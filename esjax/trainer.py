@@ -6,7 +6,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -111,6 +110,8 @@ class Trainer:
         cfg, s = self.cfg, self.state
         if cfg.max_generations and s.generation >= cfg.max_generations:
             return False
+        if s.best_eval >= cfg.target_return:
+            return False
         return not (cfg.max_timesteps and s.timesteps >= cfg.max_timesteps)
 
     def restore(self, run: LoadedRun) -> None:
@@ -166,15 +167,17 @@ class Trainer:
         theta = np.asarray(s.theta)
         ob_mean, ob_std = obstat_mean_std(s.obstat)
         self.pool.broadcast_params(s.generation, theta, ob_mean, ob_std)
+        n_eval = self.periodic_evals(s.generation)
         gen = self.dispatcher.collect(
-            s.generation, partial(self.units.episodes, s.generation), cfg.population_size,
-            cfg.timesteps_per_gen, s.expected_length, lambda: self.stop_requested,
+            s.generation, self.units.with_evals(s.generation, n_eval), cfg.population_size,
+            cfg.timesteps_per_gen, s.expected_length, lambda: self.stop_requested, n_eval,
         )  # fmt: skip
         es_state, tell_info = self._update(gen)
         obstat, ob_count = _merge_statistics(s.obstat, gen)
         dt = time.perf_counter() - t0
         lengths = [r.length for unit in gen.train for r in unit]
-        evals = [r.ret for r in gen.evals]
+        # The best checkpoint is judged on the periodic evaluations when they are on.
+        evals = [r.ret for r in (gen.periodic if cfg.eval_every else gen.evals)]
         self.gen_eval = float(np.mean(evals)) if evals else math.nan
         self.state = RunState(
             es=es_state,
@@ -183,12 +186,18 @@ class Trainer:
             episodes=s.episodes + len(lengths),
             timesteps=s.timesteps + sum(lengths),
             env_steps=s.env_steps + gen.env_steps,
+            periodic_eval_steps=s.periodic_eval_steps + sum(r.length for r in gen.periodic),
             time_elapsed=s.time_elapsed + dt,
             best_eval=max(s.best_eval, self.gen_eval) if evals else s.best_eval,
             expected_length=float(np.mean(lengths)),
             gen_policy=(theta, ob_mean, ob_std),
         )
         return log_row(gen, self.state, tell_info, ob_count, dt, cfg.workers)
+
+    def periodic_evals(self, generation: int) -> int:
+        """Evaluation episodes of θ that ``generation`` runs (--eval-every, --eval-episodes)."""
+        every = self.cfg.eval_every
+        return self.cfg.eval_episodes if every and generation % every == 0 else 0
 
     def _update(self, gen: Generation):
         """ES ``tell`` on the generation's returns; NonFiniteError if θ would stop being

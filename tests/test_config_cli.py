@@ -49,6 +49,12 @@ def error_line(proc):
         (["--ac-noise-std", "-1"], "--ac-noise-std must be >= 0"),
         (["--momentum", "1.0"], "--momentum must be in [0, 1)"),
         (["--eval-prob", "1"], "leaves no training episodes"),
+        (["--eval-every", "-1"], "--eval-every must be >= 0"),
+        (["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
+        (["--target-return", "nan"], "--target-return must be a number"),
+        (["--preset", "Nope-v0"], "unknown preset 'Nope-v0': choose one of"),
+        (["--preset", "missing.toml"], "--preset missing.toml: no such file"),
+        (["--preset", "Hopper-v5", "--resume", "runs/x"], "cannot be combined with --resume"),
         (["--population-size", "ten"], "invalid int value"),
         (["--env", "AntBulletEnv-v9"], "did you mean AntBulletEnv-v0"),
         (["--env", "CartPole-v1"], "Discrete action space: not supported"),
@@ -77,7 +83,7 @@ def test_every_config_field_is_a_flag_with_help():
     for name in Config.__dataclass_fields__:
         assert name in flags and flags[name].help
     args = vars(parser.parse_args(["--no-mirrored-sampling", "--hidden-dims", "32", "16"]))
-    assert args.pop("resume") is None
+    assert args.pop("resume") is None and args.pop("preset") is None
     cfg = Config(**args)
     assert cfg.mirrored_sampling is False and cfg.hidden_dims == (32, 16)
 

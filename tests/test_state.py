@@ -101,9 +101,16 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, straight_r
     np.testing.assert_array_equal(final_theta(run), final_theta(straight_run))
 
 
-def test_checkpoints_keep_newest_plus_best(tmp_path):
-    train(*DET, "--max-generations", "8", "--keep-checkpoints", "2", "--eval-prob", "0.5",
-          cwd=tmp_path)  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, column, count",
+    [
+        (("--eval-every", "0", "--eval-prob", "0.5"), "EvalGenRewardMean", "EvalGenCount"),
+        (("--eval-every", "2", "--eval-episodes", "3"), "PeriodicEvalRewMean", "PeriodicEvalCount"),
+    ],
+    ids=["eval-prob", "eval-every"],
+)
+def test_checkpoints_keep_newest_plus_best(tmp_path, flags, column, count):
+    train(*DET, "--max-generations", "8", "--keep-checkpoints", "2", *flags, cwd=tmp_path)
     run = only_run_dir(tmp_path)
     store = CheckpointStore(run, read_only=True)
     steps = store.steps()
@@ -112,8 +119,10 @@ def test_checkpoints_keep_newest_plus_best(tmp_path):
     store.close()
     assert steps[-2:] == [7, 8] and set(steps) <= {7, 8, best}
     rows = read_log(run)
-    evals = {int(r["Generation"]) + 1: float(r["EvalGenRewardMean"]) for r in rows
-             if int(r["EvalGenCount"])}  # fmt: skip
+    evals = {int(r["Generation"]) + 1: float(r[column]) for r in rows if int(r[count])}
+    if column == "PeriodicEvalRewMean":
+        assert sorted(evals) == [1, 3, 5, 7]  # generations 0, 2, 4, 6
+        assert {int(r[count]) for r in rows} == {0, 3}
     assert meta["eval_return"] == pytest.approx(max(evals.values()))
     assert evals[best] == max(evals.values())
 

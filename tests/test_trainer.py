@@ -83,3 +83,30 @@ def test_evaluation_episodes_are_noiseless_logged_and_counted_apart():
     eval_steps = sum(r.length for r in gen.evals)
     assert row["TimestepsThisGen"] == train_steps  # the budget counts training only
     assert row["EnvStepsThisGen"] >= train_steps + eval_steps  # every step simulated
+
+
+def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_training():
+    from esjax.envs import make_env
+    from esjax.evaluate import run_episodes
+
+    before, after, gen, row = first_generation(eval_every=1, eval_episodes=4)
+    _, after_without, gen_without, row_without = first_generation(eval_every=0)
+    assert len(gen.periodic) == 4 and not gen_without.periodic
+    assert len({r.episode.env_seed for r in gen.periodic}) == 4
+    # The same training episodes and update as a run without periodic evaluation.
+    np.testing.assert_array_equal(after, after_without)
+    assert [r.ret for u in gen.train for r in u] == [r.ret for u in gen_without.train for r in u]
+    assert row["TimestepsThisGen"] == row_without["TimestepsThisGen"]
+    # Noiseless episodes of the θ the generation started from, reset with their seeds.
+    trainer = Trainer(Config(**BASE), log=lambda s: None)
+    env = make_env(BASE["env"])
+    try:
+        for r in gen.periodic:
+            rets, lens = run_episodes(env, trainer.spec, before, 0.0, 1.0, 1, r.episode.env_seed)
+            assert (rets[0], lens[0]) == pytest.approx((r.ret, r.length))
+    finally:
+        env.close()
+    steps = sum(r.length for r in gen.periodic)
+    assert row["PeriodicEvalCount"] == 4 and row["PeriodicEvalStepsSoFar"] == steps
+    assert row["PeriodicEvalRewMean"] == pytest.approx(np.mean([r.ret for r in gen.periodic]))
+    assert row["EnvStepsThisGen"] >= row_without["EnvStepsThisGen"] + steps

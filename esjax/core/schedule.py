@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 UNIT_BLOCK = 256  # units generated per call
+EVAL_STREAM = 0x7FFFFFFF  # the block number of periodic evaluations (units use 0, 1, ...)
 
 
 class Units(NamedTuple):
@@ -49,3 +50,10 @@ def sample_units(
         env_seed=jax.random.bits(k_env, (n,), jnp.uint32),
         noise_seed=jax.random.bits(k_noise, (n,), jnp.uint32),
     )
+
+
+def eval_env_seeds(key: jax.Array, generation: int, n: int) -> jax.Array:
+    """Reset seeds, uint32 (n,), of ``generation``'s periodic evaluation episodes: a
+    stream of their own, so evaluating changes none of the training units."""
+    k = jax.random.fold_in(jax.random.fold_in(key, generation), EVAL_STREAM)
+    return jax.random.bits(k, (n,), jnp.uint32)

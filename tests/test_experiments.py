@@ -1,0 +1,110 @@
+"""experiments/: presets through the CLI, and the quick modes of the harness and scripts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from esjax.config import Config
+from esjax.envs import check_env_id
+from esjax.presets import PRESET_DIR, load_preset, preset_names
+from .helpers import only_run_dir, read_log, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_is_a_valid_config_of_a_registered_env(name):
+    values = load_preset(name)
+    cfg = Config(**values)
+    check_env_id(cfg.env)
+    text = (PRESET_DIR / f"{name}.toml").read_text()
+    assert text.startswith("#"), f"{name}: say where its values come from"
+
+
+def test_presets_cover_the_paper_envs_and_ant_and_humanoid_in_both_families():
+    names = set(preset_names())
+    paper = {"HalfCheetah", "Hopper", "InvertedDoublePendulum", "InvertedPendulum",
+             "Swimmer", "Walker2d"}  # fmt: skip
+    assert {f"{e}-v5" for e in paper | {"Ant", "Humanoid"}} <= names
+    assert {"AntBulletEnv-v0", "HumanoidBulletEnv-v0", "HalfCheetahBulletEnv-v0",
+            "HopperBulletEnv-v0", "Walker2DBulletEnv-v0", "InvertedPendulumBulletEnv-v0",
+            "InvertedDoublePendulumBulletEnv-v0"} <= names  # fmt: skip
+
+
+def test_preset_with_overrides_is_recorded_merged(tmp_path):
+    train("--preset", "InvertedPendulum-v5", "--population-size", "4", "--timesteps-per-gen",
+          "50", "--max-generations", "2", "--noise-table-size", "1000000", "--num-workers", "1",
+          "--eval-episodes", "2", cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    cfg = json.loads((run / "config.json").read_text())
+    preset = load_preset("InvertedPendulum-v5")
+    assert cfg["env"] == "InvertedPendulum-v5" and run.name.endswith("InvertedPendulum-v5")
+    assert cfg["hidden_dims"] == list(preset["hidden_dims"])  # from the preset
+    assert cfg["population_size"] == 4 and cfg["eval_episodes"] == 2  # from the flags
+    rows = read_log(run)
+    assert [int(r["PeriodicEvalCount"]) for r in rows] == [2, 2]  # the preset's eval_every 1
+
+
+def test_paper_table3_quick_mode_writes_the_whole_report(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.paper_table3", "--quick", "--out", str(out),
+         "--runs-dir", str(tmp_path / "runs"), "--seeds", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from experiments.paper_table3 import PAPER
+
+    runs = json.loads((out / "table3_runs.json").read_text())["runs"]
+    assert sorted(r["env"] for r in runs) == sorted(PAPER)
+    for r in runs:
+        assert r["steps"][0] == 0 and len(r["steps"]) == len(r["eval_mean"]) == 2
+        assert r["steps"][1] > 0 and r["eval_episodes"] == 5
+    report = (out / "table3.md").read_text()
+    for env in PAPER:
+        assert report.count(f"| {env} | ") == 5  # four targets and one run
+        assert (out / f"table3_{env}.png").stat().st_size > 1000
+    assert (out / "table3.png").stat().st_size > 1000
+    assert "**Protocol.**" in report
+
+
+def test_paper_table3_quick_refuses_to_overwrite_committed_results():
+    proc = subprocess.run([sys.executable, "-m", "experiments.paper_table3", "--quick"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "give --out elsewhere" in proc.stderr
+
+
+def test_toy_objective_quick_mode_runs_jitted_es_and_plots(tmp_path):
+    out = tmp_path / "toy.png"
+    cmd = [sys.executable, "-m", "experiments.toy_objective", "--quick", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("final objective") == 3 and out.stat().st_size > 1000
+
+
+def test_toy_objective_es_improves_the_objective():
+    import jax.numpy as jnp
+    import numpy as np
+
+    from esjax.core import fill_noise_table
+    from experiments.toy_objective import rastrigin, run_es
+
+    table = jnp.asarray(fill_noise_table(np.empty(100_000, np.float32), seed=0))
+    curve = run_es(table, dim=5, generations=200, pairs=16, seed=0, shaping=True, mirrored=True)
+    assert curve.shape == (200,) and curve[-1] < 0.6 * curve[0]  # 43.9 -> 19.9 measured
+    assert float(rastrigin(jnp.zeros(5))) == 0.0
+
+
+def test_ablation_quick_mode_trains_every_variant_through_the_library(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.ablation", "--quick", "--seeds",
+                           "0", "--out", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from experiments.ablation import VARIANTS
+
+    report = (tmp_path / "ablation.md").read_text()
+    assert all(f"| {name} |" in report for name in VARIANTS)
+    assert (tmp_path / "ablation.png").stat().st_size > 1000
