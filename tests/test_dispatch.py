@@ -6,6 +6,7 @@ only shows by chance.
 """
 
 import random
+import sys
 from collections import deque
 
 import jax
@@ -168,6 +169,39 @@ def test_work_goes_out_only_while_the_minimums_are_projected_short(workers):
     assert used_keys(gen) == reference_keys(40, 100)
     cap = pool.envs_per_worker + Dispatcher.QUEUE_AHEAD
     assert len(pool.sent) <= len(gen.used) + workers * cap
+
+
+@pytest.mark.parametrize("workers, envs, seed", [(1, 1, 0), (2, 2, 1), (3, 8, 2)])
+def test_periodic_evaluations_are_all_used_apart_and_count_toward_no_minimum(
+    workers, envs, seed, monkeypatch
+):
+    """Units 0..3 are evaluations reported apart; the training prefix after them is the
+    one a generation without them uses (units renumbered), whatever the arrival order."""
+    n = 4
+    seq = UnitSequence(jax.random.PRNGKey(1), 10_000, 100, 0.0, 0.0, mirrored=True)
+    want_train, want_evals = reference_keys()
+    plain = result
+
+    def shifted_result(ep):  # a training episode's result is that of its unbumped unit
+        if ep.unit < n:
+            return plain(ep)
+        return plain(ep._replace(unit=ep.unit - n))._replace(episode=ep)
+
+    monkeypatch.setattr(sys.modules[__name__], "result", shifted_result)
+
+    def shifted(unit):  # the fake's sequence after n evaluation units
+        if unit < n:
+            return seq.with_evals(GEN, n)(unit)
+        return [e._replace(unit=unit) for e in episodes_of(unit - n)]
+
+    pool = FakePool(workers, envs, seed)
+    gen = Dispatcher(pool).collect(GEN, shifted, 30, 200, 12.0, eval_units=n)
+    assert [r.episode.unit for r in gen.periodic] == list(range(n))
+    assert all(r.episode.sign == 0 and not r.episode.calc_obstat for r in gen.periodic)
+    train, evals = used_keys(gen)
+    assert [[(u - n, *rest) for u, *rest in unit] for unit in train] == want_train
+    assert [(u - n, ret) for u, ret in evals] == want_evals
+    assert seq.with_evals(GEN, n)(n) == [e._replace(unit=n) for e in seq.episodes(GEN, 0)]
 
 
 def test_env_steps_count_every_finished_episode_used_or_not():
