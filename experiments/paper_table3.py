@@ -44,10 +44,6 @@ def budget(env: str, frac: float, cap: float) -> int:
     return int(min(frac * PAPER[env][1][-1], cap))
 
 
-def load_runs(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["runs"] if path.exists() else []
-
-
 def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` with the (env, seed) runs in ``new`` replaced, sorted by env and seed."""
     done = {(r["env"], r["seed"]) for r in new}
@@ -214,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--quick writes tiny, meaningless results: give --out elsewhere")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "table3_runs.json"
-    old = json.loads(store.read_text()) if store.exists() else {}
-    runs = old.get("runs", [])
     if not args.report_only:
         new = []
         for env in args.envs:
@@ -231,16 +225,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{env} seed {seed}: best evaluation {best:.1f}, "
                       f"{result.total_env_steps:,} env steps, {time.perf_counter() - t0:.0f} s",
                       flush=True)  # fmt: skip
-                runs = merge_runs(runs, new)
-                meta = _meta(runs, old, argv)
-                store.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
-    meta = old.get("meta", {}) if args.report_only else _meta(runs, old, argv)
-    if args.notes:
-        meta["notes"] = args.notes.read_text()
-    store.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
+                runs, meta = _store(store, new, argv)
+    runs, meta = _store(store, [], argv, notes=args.notes, touch=not args.report_only)
     path = write_report(args.out, runs, meta)
     print(f"wrote {path}")
     return 0
+
+
+def _store(store: Path, new: list[dict], argv, notes: Path | None = None,
+           touch: bool = True) -> tuple[list[dict], dict]:  # fmt: skip
+    """Merge ``new`` into the runs file as it is now (another invocation may have added
+    runs meanwhile) and write it back: (all runs, metadata)."""
+    old = json.loads(store.read_text()) if store.exists() else {}
+    runs = merge_runs(old.get("runs", []), new)
+    meta = _meta(runs, old, argv) if touch else old.get("meta", {})
+    if notes:
+        meta["notes"] = notes.read_text()
+    store.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
+    return runs, meta
 
 
 def _meta(runs: list[dict], old: dict, argv: list[str] | None) -> dict:
