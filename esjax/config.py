@@ -100,6 +100,12 @@ class Config:
     return_proc_mode: str = _opt(
         "centered_rank", "Fitness shaping of returns.", choices=RETURN_PROC_MODES
     )
+    reward_shift: float = _opt(
+        0.0,
+        "Subtract this per step from training returns before fitness shaping (ARS's "
+        "'shift', EvoTorch's decrease_rewards_by: removes a survival bonus that makes "
+        "standing still a local optimum). Logged returns and evaluations are unshifted.",
+    )
     mirrored_sampling: bool = _opt(True, "Evaluate theta + sigma*eps and theta - sigma*eps.")
     fitness_shaping: bool = _opt(True, "Shape returns with --return-proc-mode (else raw).")
     weight_decay: bool = _opt(True, "Apply L2 weight decay with --l2coeff.")
@@ -161,6 +167,8 @@ def _problems(c: Config):
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
     if c.eval_every < 0:
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
+    if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
+        yield f"--reward-shift must be a finite number (got {c.reward_shift})"
     if c.target_return != c.target_return:  # NaN
         yield "--target-return must be a number (or inf for no target)"
     if c.eval_episodes < 1:

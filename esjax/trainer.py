@@ -203,7 +203,11 @@ class Trainer:
         """ES ``tell`` on the generation's returns; NonFiniteError if θ would stop being
         finite (the state keeps the last finite θ)."""
         unit_offsets = np.array([unit[0].episode.offset for unit in gen.train], np.int32)
-        returns = np.array([[r.ret for r in unit] for unit in gen.train], np.float32)
+        # --reward-shift: rank by return - shift * length (ARS's survival-bonus removal);
+        # the log keeps the env's own returns.
+        shift = self.cfg.reward_shift
+        returns = np.array([[r.ret - shift * r.length for r in unit] for unit in gen.train],
+                           np.float32)  # fmt: skip
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
         es_state, info = self._tell(
             self.state.es, self.table, *_pad_units(unit_offsets, returns, sign_returns)

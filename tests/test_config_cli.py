@@ -52,6 +52,7 @@ def error_line(proc):
         (["--eval-every", "-1"], "--eval-every must be >= 0"),
         (["--eval-episodes", "0"], "--eval-episodes must be >= 1"),
         (["--target-return", "nan"], "--target-return must be a number"),
+        (["--reward-shift", "inf"], "--reward-shift must be a finite number"),
         (["--preset", "Nope-v0"], "unknown preset 'Nope-v0': choose one of"),
         (["--preset", "missing.toml"], "--preset missing.toml: no such file"),
         (["--preset", "Hopper-v5", "--resume", "runs/x"], "cannot be combined with --resume"),

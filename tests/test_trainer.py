@@ -110,3 +110,33 @@ def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_tra
     assert row["PeriodicEvalCount"] == 4 and row["PeriodicEvalStepsSoFar"] == steps
     assert row["PeriodicEvalRewMean"] == pytest.approx(np.mean([r.ret for r in gen.periodic]))
     assert row["EnvStepsThisGen"] >= row_without["EnvStepsThisGen"] + steps
+
+
+def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
+    trainer = Trainer(Config(**{**BASE, "reward_shift": 1.5}), log=lambda s: None)
+    seen = {}
+    tell = trainer._tell
+
+    def capture(state, table, offsets, returns, *rest):
+        seen["returns"] = np.asarray(returns)
+        return tell(state, table, offsets, returns, *rest)
+
+    trainer._tell = capture
+    trainer.start()
+    try:
+        collected = []
+        plain_collect = trainer.dispatcher.collect
+
+        def collect_and_keep(*args, **kwargs):
+            collected.append(plain_collect(*args, **kwargs))
+            return collected[-1]
+
+        trainer.dispatcher.collect = collect_and_keep
+        row = trainer.step()
+    finally:
+        trainer.close()
+    gen = collected[0]
+    want = np.array([[r.ret - 1.5 * r.length for r in u] for u in gen.train], np.float32)
+    np.testing.assert_allclose(seen["returns"][: len(want)], want)
+    assert len({r.length for u in gen.train for r in u}) > 1  # so the shift is no constant
+    assert row["GenRewMean"] == pytest.approx(np.mean([[r.ret for r in u] for u in gen.train]))
