@@ -1,0 +1,127 @@
+"""Check a preset against a target: several seeds, θ's evaluation against env steps.
+
+    python -m experiments.preset_check --preset AntBulletEnv-v0 --timesteps 3000000 \\
+        --target 1230 --seeds 0 1 2
+    python -m experiments.preset_check --preset InvertedPendulum-v5 --quick --out /tmp/pc
+
+Appends to ``OUT/presets_runs.json`` and rewrites ``OUT/presets.md`` (a section per preset,
+with the median over seeds of the best evaluation within the budget and of the env steps
+to the target) and ``OUT/preset_NAME.png``. The protocol is ``experiments.harness``'s; the
+runs do not stop at the target, so the curves show what follows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from experiments.harness import REPO, first_reach, git_commit, machine, run_seed
+
+QUICK_FLAGS = ["--max-generations", "2", "--population-size", "4", "--timesteps-per-gen",
+               "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
+
+
+def best_within(run: dict, steps: float) -> float:
+    """Best evaluation of θ produced within ``steps`` env steps."""
+    return max((e for s, e in zip(run["steps"], run["eval_mean"]) if s <= steps),
+               default=math.nan)  # fmt: skip
+
+
+def write_report(out: Path, checks: dict[str, dict]) -> Path:
+    lines = [
+        "# Presets checked against targets",
+        "",
+        "Protocol (`experiments/harness.py`): θ scored by the mean of its periodic "
+        "noiseless evaluation episodes; env steps = every step the training simulated "
+        "(evaluation episodes excluded); median over seeds.",
+    ]
+    for name, c in checks.items():
+        runs, budget, target = c["runs"], c["timesteps"], c["target"]
+        bests = [best_within(r, budget) for r in runs]
+        reached = [first_reach(r["steps"], r["eval_mean"], target) for r in runs]
+        keyed = sorted(math.inf if x is None else x for x in reached)
+        med_reach = statistics.median(keyed)
+        walls = ", ".join(f"{r['wall_s']:.0f} s" for r in runs)
+        lines += [
+            "",
+            f"## {name}: target {target:g} within {budget:,} env steps",
+            "",
+            f"- Median best evaluation within the budget: **{statistics.median(bests):.1f}** "
+            f"(seeds: {', '.join(f'{b:.1f}' for b in bests)}); "
+            f"{'met' if statistics.median(bests) >= target else 'NOT met'}.",
+            "- Env steps to the target: median "
+            f"{'never' if math.isinf(med_reach) else f'{med_reach:,.0f}'} (seeds: "
+            f"{', '.join('never' if x is None else f'{x:,}' for x in reached)}).",
+            f"- Machine: {c['machine']}; commit `{c['commit']}`; wall time per seed: {walls}.",
+            f"- Command: `{c['command']}`; each run: `{' '.join(runs[0]['command'])}` "
+            "(seed varied).",
+            "",
+            f"![{name}](preset_{name}.png)",
+        ]
+        plot(out / f"preset_{name}.png", name, runs, target, budget)
+    path = out / "presets.md"
+    path.write_text("\n".join(lines).replace(str(REPO) + "/", "") + "\n")
+    return path
+
+
+def plot(path: Path, name: str, runs: list[dict], target: float, budget: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
+    for i, r in enumerate(runs):
+        ax.plot(r["steps"], r["eval_mean"], color=f"C{i}", lw=1.2, label=f"seed {r['seed']}")
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
+    ax.axvline(budget, color="k", ls=":", lw=1, label="budget")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation return of θ")
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.preset_check",
+                                description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("--preset", required=True)
+    p.add_argument("--timesteps", type=int, required=True, help="training budget per seed")
+    p.add_argument("--target", type=float, required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=REPO / "experiments" / "results")
+    p.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "presets")
+    p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
+    args = p.parse_args(argv)
+    if args.quick and args.out == p.get_default("out"):
+        p.error("--quick writes tiny, meaningless results: give --out elsewhere")
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in args.seeds:
+        r = run_seed(args.preset, args.preset, seed, args.timesteps, args.runs_dir,
+                     QUICK_FLAGS if args.quick else [])  # fmt: skip
+        runs.append(r.to_dict())
+        print(f"{args.preset} seed {seed}: best evaluation {max(r.eval_mean):.1f}, "
+              f"{r.total_env_steps:,} env steps, {r.wall_s:.0f} s", flush=True)  # fmt: skip
+    store = args.out / "presets_runs.json"
+    checks = json.loads(store.read_text()) if store.exists() else {}
+    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    checks[args.preset] = {
+        "runs": runs, "timesteps": args.timesteps, "target": args.target,
+        "machine": machine(), "commit": git_commit(),
+        "command": f"python -m experiments.preset_check {argv_text}",
+    }  # fmt: skip
+    store.write_text(json.dumps(checks, indent=1) + "\n")
+    print(f"wrote {write_report(args.out, checks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
