@@ -109,3 +109,27 @@ def test_ablation_quick_mode_trains_every_variant_through_the_library(tmp_path):
     report = (tmp_path / "ablation.md").read_text()
     assert all(f"| {name} |" in report for name in VARIANTS)
     assert (tmp_path / "ablation.png").stat().st_size > 1000
+
+
+def test_preset_check_quick_mode_reports_the_median_against_the_target(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.preset_check", "--preset", "InvertedPendulum-v5",
+         "--timesteps", "1000", "--target", "5", "--seeds", "0", "1", "--quick", "--out",
+         str(tmp_path), "--runs-dir", str(tmp_path / "runs")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checks = json.loads((tmp_path / "presets_runs.json").read_text())
+    runs = checks["InvertedPendulum-v5"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and all(r["steps"][0] == 0 for r in runs)
+    report = (tmp_path / "presets.md").read_text()
+    assert "## InvertedPendulum-v5: target 5 within 1,000 env steps" in report
+    assert "; met." in report  # any pendulum policy stays up for 5 steps
+    assert (tmp_path / "preset_InvertedPendulum-v5.png").stat().st_size > 1000
+
+
+def test_best_within_counts_only_evaluations_inside_the_budget():
+    from experiments.preset_check import best_within
+
+    run = {"steps": [0, 100, 200], "eval_mean": [1.0, 5.0, 9.0]}
+    assert best_within(run, 150) == 5.0 and best_within(run, 200) == 9.0
