@@ -24,7 +24,7 @@ from pathlib import Path
 from esjax.config import Config
 from esjax.presets import load_preset
 from esjax.trainer import Trainer
-from experiments.harness import eval_curve, first_reach, git_commit, machine
+from experiments.harness import eval_curve, first_reach, git_commit, machine, median_reach
 
 VARIANTS = {  # name: the options it changes from the preset
     "centered ranks (default)": {},
@@ -106,12 +106,10 @@ def write_report(args, base: Config, target: float, results: dict[str, list[dict
     ]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=90)
     for i, (name, curves) in enumerate(results.items()):
-        reached = [first_reach(c["steps"], c["eval_mean"], target) for c in curves]
-        keyed = [math.inf if x is None else x for x in reached]
-        med = statistics.median(keyed)
+        med, reached = median_reach(curves, target)
         per_seed = ", ".join("never" if x is None else f"{x:,}" for x in reached)
         best = statistics.median(max(c["eval_mean"]) for c in curves)
-        lines.append(f"| {name} | {'never' if math.isinf(med) else f'{med:,.0f}'} "
+        lines.append(f"| {name} | {'never' if med is None else f'{med:,.0f}'} "
                      f"({per_seed}) | {best:.1f} |")  # fmt: skip
         for j, c in enumerate(curves):
             ax.plot(c["steps"], c["eval_mean"], color=f"C{i}", lw=1,

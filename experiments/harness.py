@@ -13,17 +13,25 @@ The protocol every result in ``experiments/results`` follows:
 
 from __future__ import annotations
 
-import csv
+import math
 import os
-import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from esjax.plot import read_log
+from esjax.provenance import REPO, git_commit, machine
+
+__all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git_commit",
+           "machine", "median_reach", "run_seed", "run_training", "train_command"]  # fmt: skip
+
+# Flags that shrink any run to 2 tiny generations: the scripts' --quick smoke tests.
+QUICK_FLAGS = ["--max-generations", "2", "--population-size", "4", "--timesteps-per-gen",
+               "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
 
 
 @dataclass
@@ -76,20 +84,19 @@ def run_training(command: list[str], output: Path) -> tuple[Path, float]:
 
 def eval_curve(run_dir: Path) -> dict:
     """The periodic evaluations of a run (see the module's protocol), read from its log."""
-    with open(Path(run_dir) / "log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = {"steps": [], "eval_mean": [], "eval_std": [], "eval_episodes": 0}
-    before = 0  # training env steps before this generation
-    for r in rows:
-        if int(r["PeriodicEvalCount"]):
-            out["steps"].append(before)
-            out["eval_mean"].append(float(r["PeriodicEvalRewMean"]))
-            out["eval_std"].append(float(r["PeriodicEvalRewStd"]))
-            out["eval_episodes"] = int(r["PeriodicEvalCount"])
-        before = int(r["EnvStepsSoFar"]) - int(r["PeriodicEvalStepsSoFar"])
-    out["total_env_steps"] = int(rows[-1]["EnvStepsSoFar"]) if rows else 0
-    out["eval_env_steps"] = int(rows[-1]["PeriodicEvalStepsSoFar"]) if rows else 0
-    return out
+    log = read_log(Path(run_dir))
+    env_steps, eval_steps = log["EnvStepsSoFar"], log["PeriodicEvalStepsSoFar"]
+    # Training env steps before each generation: those after the one before it.
+    before = [0.0] + [a - b for a, b in zip(env_steps, eval_steps)][:-1]
+    rows = [i for i, n in enumerate(log["PeriodicEvalCount"]) if n]
+    return {
+        "steps": [int(before[i]) for i in rows],
+        "eval_mean": [log["PeriodicEvalRewMean"][i] for i in rows],
+        "eval_std": [log["PeriodicEvalRewStd"][i] for i in rows],
+        "eval_episodes": int(log["PeriodicEvalCount"][rows[-1]]) if rows else 0,
+        "total_env_steps": int(env_steps[-1]),
+        "eval_env_steps": int(eval_steps[-1]),
+    }
 
 
 def run_seed(env: str, preset: str, seed: int, max_timesteps: int, runs_dir: Path,
@@ -108,26 +115,9 @@ def first_reach(steps: list[int], evals: list[float], target: float) -> int | No
     return next((s for s, e in zip(steps, evals) if e >= target), None)
 
 
-def machine() -> str:
-    """CPU model and core count of this machine, for the results files."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
-def git_commit() -> str:
-    """The checkout's commit (with '+dirty' when it has uncommitted changes)."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def median_reach(curves: list[dict], target: float) -> tuple[float | None, list[int | None]]:
+    """(median over seeds of the env steps to ``target``, None if that median never
+    reached it; each seed's steps). A seed that never reached it counts as infinitely late."""
+    reached = [first_reach(c["steps"], c["eval_mean"], target) for c in curves]
+    med = statistics.median(math.inf if x is None else x for x in reached)
+    return (None if math.isinf(med) else med), reached

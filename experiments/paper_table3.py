@@ -16,12 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from experiments.harness import REPO, RunResult, first_reach, git_commit, machine, run_seed
+from experiments.harness import (
+    QUICK_FLAGS,
+    REPO,
+    RunResult,
+    git_commit,
+    machine,
+    median_reach,
+    run_seed,
+)
 
 # Per env: TRPO's score at 25/50/75/100 % of its progress at 5M timesteps, and the
 # timesteps ES needed to reach each (the paper's Table 3).
@@ -35,8 +42,6 @@ PAPER = {
     "Walker2d-v5": ([957.68, 1916.48, 2872.81, 3830.03], [6.43e5, 1.29e7, 2.31e7, 3.79e7]),
 }  # fmt: skip
 LEVELS = ("25 %", "50 %", "75 %", "100 %")
-QUICK_FLAGS = ["--max-generations", "2", "--population-size", "4", "--timesteps-per-gen",
-               "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
 
 
 def budget(env: str, frac: float, cap: float) -> int:
@@ -58,10 +63,8 @@ def _fmt_steps(x: float | None) -> str:
 def reach_summary(runs: list[dict], target: float) -> tuple[float | None, str]:
     """(median env steps to ``target`` over seeds, 'median (min-max)' text); a seed that
     never reached it counts as infinitely late."""
-    reached = [first_reach(r["steps"], r["eval_mean"], target) for r in runs]
+    med, reached = median_reach(runs, target)
     keyed = sorted(math.inf if x is None else x for x in reached)
-    med = statistics.median(keyed)
-    med = None if math.isinf(med) else med
     n_ok = sum(x is not None for x in reached)
     if n_ok == 0:
         return None, f"not reached (0/{len(runs)} seeds)"
@@ -210,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--quick writes tiny, meaningless results: give --out elsewhere")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "table3_runs.json"
+    if args.report_only and not store.exists():
+        p.error(f"--report-only: {store} does not exist; run some envs first")
     if not args.report_only:
         new = []
         for env in args.envs:

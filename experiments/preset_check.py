@@ -19,10 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from experiments.harness import REPO, first_reach, git_commit, machine, run_seed
-
-QUICK_FLAGS = ["--max-generations", "2", "--population-size", "4", "--timesteps-per-gen",
-               "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
+from experiments.harness import QUICK_FLAGS, REPO, git_commit, machine, median_reach, run_seed
 
 
 def best_within(run: dict, steps: float) -> float:
@@ -42,19 +39,18 @@ def write_report(out: Path, checks: dict[str, dict]) -> Path:
     for name, c in checks.items():
         runs, budget, target = c["runs"], c["timesteps"], c["target"]
         bests = [best_within(r, budget) for r in runs]
-        reached = [first_reach(r["steps"], r["eval_mean"], target) for r in runs]
-        keyed = sorted(math.inf if x is None else x for x in reached)
-        med_reach = statistics.median(keyed)
+        med_reach, reached = median_reach(runs, target)
+        med_best = statistics.median(bests)
         walls = ", ".join(f"{r['wall_s']:.0f} s" for r in runs)
         lines += [
             "",
             f"## {name}: target {target:g} within {budget:,} env steps",
             "",
-            f"- Median best evaluation within the budget: **{statistics.median(bests):.1f}** "
+            f"- Median best evaluation within the budget: **{med_best:.1f}** "
             f"(seeds: {', '.join(f'{b:.1f}' for b in bests)}); "
-            f"{'met' if statistics.median(bests) >= target else 'NOT met'}.",
+            f"{'met' if med_best >= target else 'NOT met'}.",
             "- Env steps to the target: median "
-            f"{'never' if math.isinf(med_reach) else f'{med_reach:,.0f}'} (seeds: "
+            f"{'never' if med_reach is None else f'{med_reach:,.0f}'} (seeds: "
             f"{', '.join('never' if x is None else f'{x:,}' for x in reached)}).",
             f"- Machine: {c['machine']}; commit `{c['commit']}`; wall time per seed: {walls}.",
             f"- Command: `{c['command']}`; each run: `{' '.join(runs[0]['command'])}` "

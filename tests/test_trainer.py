@@ -14,21 +14,26 @@ BASE = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=200_000, hidden
 def first_generation(**options):
     """(θ before, θ after, the Generation, log row) of generation 0 with these options."""
     trainer = Trainer(Config(**{**BASE, **options}), log=lambda s: None)
-    collected = []
     trainer.start()
     try:
-        collect = trainer.dispatcher.collect
-
-        def collect_and_keep(*args, **kwargs):
-            collected.append(collect(*args, **kwargs))
-            return collected[-1]
-
-        trainer.dispatcher.collect = collect_and_keep
+        collected = keep_collections(trainer)
         before = np.asarray(trainer.state.theta)
         row = trainer.step()
         return before, np.asarray(trainer.state.theta), collected[0], row
     finally:
         trainer.close()
+
+
+def keep_collections(trainer) -> list:
+    """The list every Generation the started ``trainer`` collects is appended to."""
+    collected, collect = [], trainer.dispatcher.collect
+
+    def collect_and_keep(*args, **kwargs):
+        collected.append(collect(*args, **kwargs))
+        return collected[-1]
+
+    trainer.dispatcher.collect = collect_and_keep
+    return collected
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +129,7 @@ def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
     trainer._tell = capture
     trainer.start()
     try:
-        collected = []
-        plain_collect = trainer.dispatcher.collect
-
-        def collect_and_keep(*args, **kwargs):
-            collected.append(plain_collect(*args, **kwargs))
-            return collected[-1]
-
-        trainer.dispatcher.collect = collect_and_keep
+        collected = keep_collections(trainer)
         row = trainer.step()
     finally:
         trainer.close()
