@@ -87,6 +87,23 @@ def test_timestep_budget_stops_the_run(tmp_path):
     assert steps[-1] >= 1500 and (len(steps) == 1 or steps[-2] < 1500)
 
 
+def test_target_return_stops_the_run_once_an_evaluation_reaches_it(tmp_path):
+    """Evaluations every 2 generations: the run ends after the first generation whose
+    periodic evaluation scores >= the target, and resuming it says the budget is spent."""
+    train(*TINY, "--eval-every", "2", "--eval-episodes", "3", "--target-return", "40",
+          "--learning-rate", "0.05", "--max-generations", "40", "--snapshot-freq", "0",
+          cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
+    evals = [float(r["PeriodicEvalRewMean"]) if int(r["PeriodicEvalCount"]) else None
+             for r in rows]  # fmt: skip
+    hits = [i for i, e in enumerate(evals) if e is not None and e >= 40]
+    assert hits == [len(rows) - 1] and 1 < len(rows) < 40  # stopped at the first hit
+    assert float(rows[-1]["EvalBestSoFar"]) >= 40
+    resumed = train("--resume", str(run), "--max-generations", "80", cwd=tmp_path, check=False)
+    assert resumed.returncode == 2 and "--target-return" in resumed.stderr
+
+
 @pytest.mark.parametrize(
     "extra",
     [
