@@ -62,7 +62,22 @@ class Config:
         40, "Minimum episodes per generation (mirrored sampling: two per noise vector)."
     )
     timesteps_per_gen: int = _opt(10_000, "Minimum training timesteps per generation.")
-    num_workers: int = _opt(0, "Worker processes; 0 means one per CPU core.")
+    num_workers: int = _opt(
+        0,
+        "Workers; 0 means one per CPU core (--backend ray with --ray-address: one per CPU "
+        "of every alive node).",
+    )
+    backend: str = _opt(
+        "local",
+        "Where the workers run: local (processes on this machine) or ray (actors on a Ray "
+        "cluster; needs esjax[ray]). Results are the same bit for bit.",
+        choices=("local", "ray"),
+    )
+    ray_address: str = _opt(
+        "",
+        "With --backend ray: the cluster to join (auto, or the head's HOST:PORT); empty "
+        "starts a private Ray instance on this machine.",
+    )
     envs_per_worker: int = _opt(
         0,
         "Environments each worker steps in lockstep (one policy call for all); 'auto' "
@@ -134,7 +149,7 @@ class Config:
 
     @property
     def workers(self) -> int:
-        """Number of worker processes actually started."""
+        """Number of local worker processes (the Ray backend counts its actors)."""
         return self.num_workers or os.cpu_count() or 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +180,10 @@ def _problems(c: Config):
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
+    if c.backend not in ("local", "ray"):
+        yield f"--backend must be local or ray (got {c.backend})"
+    if c.ray_address and c.backend != "ray":
+        yield "--ray-address needs --backend ray"
     if c.eval_every < 0:
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
@@ -233,7 +252,8 @@ def load_run_config(run_dir: Path) -> Config:
 # periodic evaluations (they gather no statistics and are not in the training units).
 RESUMABLE_OVERRIDES = (
     "max_timesteps", "max_generations", "num_workers", "envs_per_worker", "snapshot_freq",
-    "keep_checkpoints", "eval_every", "eval_episodes", "target_return",
+    "keep_checkpoints", "eval_every", "eval_episodes", "target_return", "backend",
+    "ray_address",
 )  # fmt: skip
 
 

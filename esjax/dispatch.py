@@ -1,7 +1,7 @@
 """Which episodes go to which worker, and which results a generation uses.
 
-No processes here: ``Dispatcher`` drives any ``WorkerPool`` (the local process pool, or a
-fake one in the tests) through one generation at a time.
+No processes here: ``Dispatcher`` drives any ``WorkerPool`` (the local process pool, the
+Ray actors of a cluster, or a fake one in the tests) through one generation at a time.
 
 A generation is a fixed sequence of units (``esjax.core.schedule``): a noiseless
 evaluation, or one noise vector (θ ± σε: two episodes with mirrored sampling). Units go
@@ -13,7 +13,9 @@ complete units that meets both minimums, in sequence order, not arrival order: t
 results do not depend on how many workers ran them or when they finished. A worker that
 dies, or stalls (busy but silent for ``stall_timeout_s``: busy workers send a heartbeat
 every few seconds), is replaced and its unfinished episodes are handed out again, first;
-results are keyed by (unit, part), so none is lost or counted twice.
+results are keyed by (unit, part), so none is lost or counted twice. A worker whose
+machine is gone cannot be replaced: its work goes to the others, and the generation
+completes on them; workers that join are used from the next generation.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class WorkerError(RuntimeError):
 class WorkerDied(WorkerError):
     """Worker ``slot`` lost its process (killed, segfault); it can be restarted."""
 
-    def __init__(self, slot: int, exitcode: int | None):
-        super().__init__(f"worker {slot} died (exit code {exitcode})")
+    def __init__(self, slot: int, exitcode: int | None, why: str | None = None):
+        super().__init__(f"worker {slot} died ({why or f'exit code {exitcode}'})")
         self.slot, self.exitcode = slot, exitcode
+        self.why = why or f"exit code {exitcode}"
 
 
 class NonFiniteError(RuntimeError):
@@ -100,14 +103,18 @@ class UnitSequence:
 
 
 class WorkerPool(Protocol):
-    """What the dispatcher needs of a set of workers (``esjax.pool.LocalPool``).
+    """What the dispatcher needs of a set of workers (``esjax.pool.LocalPool``,
+    ``esjax.ray_pool.RayPool``).
 
-    Workers are numbered 0..num_workers-1; each runs up to ``envs_per_worker`` episodes
-    at once and queues the rest in the order sent.
+    Workers are numbered by slot; each runs up to ``envs_per_worker`` episodes at once
+    and queues the rest in the order sent. ``workers()`` may lose slots (a machine gone)
+    and gain new ones (a machine joined), the latter only in ``broadcast_params``.
     """
 
-    num_workers: int
     envs_per_worker: int
+
+    def workers(self) -> list[int]:
+        """The slots that take work now."""
 
     def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
         """Every worker (and every later replacement) runs generation ``gen`` with these;
@@ -121,8 +128,9 @@ class WorkerPool(Protocol):
         ``timeout`` seconds. Raises WorkerDied once a worker's process is gone, after
         every message it sent before dying; WorkerError for a worker's exception."""
 
-    def restart(self, worker: int) -> None:
-        """Replace ``worker``'s process; messages of the old one are never returned."""
+    def restart(self, worker: int) -> bool:
+        """Replace ``worker``'s process; messages of the old one are never returned.
+        False if it cannot be replaced (its machine is gone): the slot is retired."""
 
 
 @dataclass
@@ -136,6 +144,7 @@ class Generation:
     skipped: int = 0  # episodes run or started but not used (older θ or past the prefix)
     env_steps: int = 0  # every env step simulated for it: used, evaluated, thrown away
     restarts: int = 0  # worker processes replaced during the generation
+    retired: int = 0  # workers lost for good during the generation (their machine left)
 
     @property
     def used(self) -> list[EpisodeResult]:
@@ -156,8 +165,8 @@ class Dispatcher:
         self.pool, self.clock = pool, clock
         self.stall_timeout_s = stall_timeout_s
         self.capacity = pool.envs_per_worker + self.QUEUE_AHEAD
-        self.consecutive_restarts = [0] * pool.num_workers
-        self.started = [True] * pool.num_workers  # heard from since its last (re)start
+        self.consecutive_restarts: dict[int, int] = {}  # slot -> deaths since its last result
+        self.started: dict[int, bool] = {}  # heard from since its last (re)start
 
     def collect(
         self,
@@ -183,7 +192,7 @@ class Dispatcher:
             try:
                 msg = self.pool.recv(timeout=0.5)
             except WorkerDied as dead:
-                self._replace(c, dead.slot, f"exit code {dead.exitcode}")
+                self._replace(c, dead.slot, dead.why)
                 continue
             if msg is not None:
                 c.receive(msg)
@@ -195,15 +204,19 @@ class Dispatcher:
 
     def _replace(self, c: _Collection, w: int, why: str) -> None:
         """Restart worker ``w`` and hand its unfinished episodes out again."""
-        self.consecutive_restarts[w] += 1
+        if w not in c.assigned:
+            return  # already retired (a late notice)
+        self.consecutive_restarts[w] = self.consecutive_restarts.get(w, 0) + 1
         if self.consecutive_restarts[w] > self.MAX_CONSECUTIVE_RESTARTS:
             raise WorkerError(
                 f"worker {w} keeps dying ({why}; "
                 f"{self.MAX_CONSECUTIVE_RESTARTS} restarts in a row without a result)"
             )
-        self.pool.restart(w)
+        replaced = self.pool.restart(w)
         self.started[w] = False
-        c.reassign(w)
+        c.reassign(w, replaced)
+        if not c.assigned:
+            raise WorkerError(f"no workers left: the last one was lost ({why})")
         c.top_up()
 
 
@@ -216,8 +229,11 @@ class _Collection:
         self.gen, self.episodes_of = gen, episodes_of
         self.min_episodes, self.min_timesteps = min_episodes, min_timesteps
         self.expected_length, self.eval_units = expected_length, eval_units
-        n = self.pool.num_workers
-        self.assigned: list[dict[tuple[int, int], Episode]] = [{} for _ in range(n)]
+        workers = self.pool.workers()
+        if not workers:
+            raise WorkerError(f"no workers left to run generation {gen}")
+        # slot -> its episodes not yet finished; a retired slot leaves the dict
+        self.assigned: dict[int, dict[tuple[int, int], Episode]] = {w: {} for w in workers}
         self.to_send: deque[Episode] = deque()  # handed out before any new unit
         self.parts: dict[int, int] = {}  # unit -> number of episodes
         self.done: dict[tuple[int, int], tuple[int, EpisodeResult]] = {}
@@ -226,7 +242,8 @@ class _Collection:
         self.done_eps = self.done_steps = 0  # training episodes finished (any unit)
         self.prefix = self.n_eps = self.n_steps = 0  # complete units used so far
         self.out = Generation()
-        self.heard = [dispatcher.clock()] * n  # last message, or start of the busy spell
+        now = dispatcher.clock()
+        self.heard = {w: now for w in workers}  # last message, or start of the busy spell
 
     def complete(self) -> bool:
         return (
@@ -250,9 +267,8 @@ class _Collection:
         outstanding always gets work. Even loads matter: episodes queued behind a full
         set of env slots start only when a slot frees, and a long episode that starts
         last sets the generation's end."""
-        workers = range(len(self.assigned))
         while True:
-            w = min(workers, key=lambda w: len(self.assigned[w]))
+            w = min(self.assigned, key=lambda w: len(self.assigned[w]))
             assigned = self.assigned[w]
             if len(assigned) >= self.d.capacity or not (
                 self.to_send or self.needed() or not assigned
@@ -270,25 +286,37 @@ class _Collection:
             assigned[(ep.unit, ep.part)] = ep
             self.in_flight += ep.sign != 0
 
-    def reassign(self, w: int) -> None:
-        """Worker ``w`` was replaced: its unfinished episodes go out again, first, in
-        sequence order."""
+    def reassign(self, w: int, replaced: bool = True) -> None:
+        """Worker ``w`` was replaced (or, if not ``replaced``, retired): its unfinished
+        episodes go out again, first, in sequence order."""
         lost = sorted(self.assigned[w].values(), key=lambda e: (e.unit, e.part))
         self.to_send.extendleft(reversed(lost))
         self.in_flight -= sum(e.sign != 0 for e in lost)
         self.assigned[w].clear()
-        self.out.restarts += 1
+        if replaced:
+            self.out.restarts += 1
+        else:
+            del self.assigned[w]
+            self.out.retired += 1
 
     def stalled(self) -> list[int]:
         """Workers with episodes outstanding that have been silent too long (a worker
         still starting after a restart gets START_TIMEOUT_S)."""
         d, now = self.d, self.d.clock()
-        limits = [d.stall_timeout_s if d.started[w] else max(d.stall_timeout_s,
-                  d.START_TIMEOUT_S) for w in range(len(self.assigned))]  # fmt: skip
-        return [w for w, a in enumerate(self.assigned) if a and now - self.heard[w] > limits[w]]
+        return [
+            w for w, a in self.assigned.items() if a and now - self.heard[w] > (
+                d.stall_timeout_s if d.started.get(w, True)
+                else max(d.stall_timeout_s, d.START_TIMEOUT_S)
+            )
+        ]  # fmt: skip
 
     def receive(self, msg: tuple) -> None:
         kind, w = msg[0], msg[1]
+        if w not in self.assigned:  # a slot retired or not yet in use: nothing of it counts
+            if kind == "result":
+                self.out.skipped += 1
+                self.out.env_steps += msg[2].length
+            return
         self.heard[w] = self.d.clock()
         self.d.started[w] = True
         if kind == "aborted":

@@ -23,10 +23,12 @@ LOG_FIELDS = (
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
     "EnvTimeFrac", "GlueTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
     "PeriodicEvalRewMean", "PeriodicEvalRewStd", "PeriodicEvalLenMean", "PeriodicEvalCount",
-    "PeriodicEvalStepsSoFar",
+    "PeriodicEvalStepsSoFar", "NodesLost", "NodesJoined",
 )  # fmt: skip
 # PeriodicEval*: --eval-episodes noiseless episodes of the θ this generation started from
 # (the θ that generation - 1's update produced; generation 0: the initial θ).
+# NodesLost / NodesJoined: machines of a Ray cluster lost / taken in during the generation
+# (WorkerRestarts counts the workers replaced on machines still there).
 
 
 def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> dict[str, Any]:
@@ -92,14 +94,19 @@ class CsvLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        fields = LOG_FIELDS
+        if not new:  # a resumed run keeps its log's columns (older esjax wrote fewer)
+            with open(self.path, newline="") as f:
+                fields = tuple(next(csv.reader(f), LOG_FIELDS))
+        self.fields = fields
         self._f = open(self.path, "a", newline="")
-        self._w = csv.DictWriter(self._f, fieldnames=LOG_FIELDS)
+        self._w = csv.DictWriter(self._f, fieldnames=fields, extrasaction="ignore")
         if new:
             self._w.writeheader()
             self._f.flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+        self._w.writerow({k: row.get(k, "") for k in self.fields})
         self._f.flush()
 
     def close(self) -> None:

@@ -17,7 +17,6 @@ import ctypes
 import multiprocessing as mp
 import multiprocessing.connection
 import os
-import queue
 import signal
 import time
 import traceback
@@ -30,10 +29,9 @@ import numpy as np
 from esjax.core.noise import fill_noise_table
 from esjax.dispatch import WorkerDied, WorkerError
 from esjax.policy import PolicySpec
-from esjax.worker import Episode, EpisodeRunner
+from esjax.worker import Episode, EpisodeRunner, serve_episodes
 
 WORKER_START_TIMEOUT_S = 300.0
-HEARTBEAT_S = 2.0  # a busy worker says something at least this often
 
 
 class WorkerConfig(NamedTuple):
@@ -131,43 +129,14 @@ def worker_main(cfg: WorkerConfig, task_q, conn) -> None:
 
 
 def _serve(cfg: WorkerConfig, task_q, conn) -> None:
-    """The worker's loop: read every queued task, then advance the episodes one step."""
+    """Attach the noise table, make the envs, say ready, then serve episodes."""
     from esjax.envs import make_env
 
     noise = SharedNoiseTable(cfg.noise_size, name=cfg.noise_name)
     envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
     runner = EpisodeRunner(cfg.spec, envs, noise.array, cfg.noise_stdev, cfg.ac_noise_std)
-    last_sent = time.monotonic()
-
-    def send(msg) -> None:
-        nonlocal last_sent
-        conn.send(msg)
-        last_sent = time.monotonic()
-
-    send(("ready",))
-    while True:
-        busy = runner.busy
-        if busy and task_q.empty():  # one poll(2); cheaper than a failed get
-            msgs = []
-        else:
-            try:
-                msgs = [task_q.get(timeout=1.0) if not busy else task_q.get_nowait()]
-                while True:
-                    msgs.append(task_q.get_nowait())
-            except queue.Empty:
-                pass
-        for msg in msgs:
-            if msg[0] == "stop":
-                return
-            if msg[0] == "params":
-                for out in runner.set_params(*msg[1:]):
-                    send(out)
-            elif msg[0] == "episode":
-                runner.add(msg[1])
-        for out in runner.advance():
-            send(out)
-        if runner.busy and time.monotonic() - last_sent > HEARTBEAT_S:
-            send(("alive",))  # long episodes: tells the stall watchdog this worker works
+    conn.send(("ready",))
+    serve_episodes(runner, task_q, conn.send)
 
 
 class LocalPool:
@@ -215,9 +184,13 @@ class LocalPool:
             if msg[0] == "ready":
                 ready.add(msg[1])
 
-    def restart(self, slot: int) -> None:
+    def workers(self) -> list[int]:
+        return list(range(self.num_workers))
+
+    def restart(self, slot: int) -> bool:
         """Replace the process of ``slot`` (killing it if it still runs). Messages of the
-        old process not yet returned by ``recv`` are dropped."""
+        old process not yet returned by ``recv`` are dropped. Always True: this machine
+        is still here."""
         self._buffer = deque(m for m in self._buffer if m[0] != slot)
         self._dead.pop(slot, None)
         old_q = self.task_qs[slot]
@@ -228,6 +201,7 @@ class LocalPool:
         self.procs[slot].join(timeout=5.0)
         self.restarts += 1
         self._spawn(slot)
+        return True
 
     def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
         self._params = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std)

@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from esjax.state import load_run
     from esjax.trainer import Trainer
 
+    trainer = None
     try:
         check_env_id(cfg.env)
         trainer = Trainer(cfg)
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         ) + (1 << 20)
         check_free_space(Path(resume) if resume else Path(cfg.run_dir), need)
         cfg = trainer.cfg  # with --envs-per-worker auto resolved, as config.json records it
+        # Workers first: a backend that cannot start (no cluster, a bad env on a worker)
+        # fails here, before a run directory exists.
+        trainer.start()
         if not resume:
             run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
         try:
@@ -212,7 +216,18 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty
             raise
     except ConfigError as e:
+        if trainer is not None:
+            trainer.close()
         parser.error(str(e))
+    except KeyboardInterrupt:
+        if trainer is not None:
+            trainer.close()
+        print("interrupted before training started; nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except WorkerError as e:  # workers that could not start
+        trainer.close()
+        print(f"esjax: error: {e}", file=sys.stderr)
+        return 1
     if resume:
         truncate_log(run_dir / "log.csv", trainer.state.generation)
         print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
@@ -237,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        trainer.start()
         trainer.train(run_dir, on_generation=display)
     except (StopRequested, KeyboardInterrupt):
         signum = received[0] if received else signal.SIGINT

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ from esjax.dispatch import (
     NonFiniteError,
     StopRequested,
     UnitSequence,
+    WorkerError,
 )
 from esjax.envs import env_info
 from esjax.metrics import CsvLog, log_row
@@ -35,6 +37,9 @@ from esjax.state import (
     state_to_tree,
 )
 from esjax.worker import auto_envs_per_worker
+
+if TYPE_CHECKING:
+    from esjax.ray_pool import RayPool
 
 __all__ = ["StopRequested", "Trainer"]
 
@@ -72,37 +77,55 @@ class Trainer:
         self.best_step_eval = -math.inf
         self.saved_step: int | None = None  # newest checkpoint on disk (saved or resumed)
         self.noise: SharedNoiseTable | None = None
-        self.pool: LocalPool | None = None
+        self.pool: LocalPool | RayPool | None = None
         self.stop_requested = False  # set from a signal handler; checked at safe points
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Create the shared noise table and start the workers."""
+        """Start the workers (``--backend``) and the trainer's view of the noise table."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        self.noise = SharedNoiseTable(cfg.noise_table_size, seed=cfg.seed)
-        self.table = jax.dlpack.from_dlpack(self.noise.array)  # zero-copy, passed to jit
-        self.log(
-            f"noise table: {cfg.noise_table_size:,} floats ({4 * cfg.noise_table_size / 1e9:.2f}"
-            f" GB) in {time.perf_counter() - t0:.1f} s; policy: {self.num_params:,} parameters"
-        )
-        wcfg = WorkerConfig(
-            cfg.env, self.spec, self.noise.name, cfg.noise_table_size, cfg.noise_stdev,
-            cfg.ac_noise_std, cfg.envs_per_worker,
-        )  # fmt: skip
-        self.pool = LocalPool(wcfg, cfg.workers)
-        self.pool.start()
+        wcfg = WorkerConfig(cfg.env, self.spec, "", cfg.noise_table_size, cfg.noise_stdev,
+                            cfg.ac_noise_std, cfg.envs_per_worker)  # fmt: skip
+        if cfg.backend == "ray":
+            from esjax.ray_pool import RayPool
+
+            self.pool = RayPool(wcfg, cfg.seed, cfg.num_workers, cfg.ray_address or None,
+                                log=self.log)  # fmt: skip
+            try:
+                self.pool.start()
+            except BaseException:
+                self.close()
+                raise
+            table = self.pool.table  # this node's table, in Ray's object store
+        else:
+            self.noise = SharedNoiseTable(cfg.noise_table_size, seed=cfg.seed)
+            self.log(
+                f"noise table: {cfg.noise_table_size:,} floats "
+                f"({4 * cfg.noise_table_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s;"
+                f" policy: {self.num_params:,} parameters"
+            )
+            self.pool = LocalPool(wcfg._replace(noise_name=self.noise.name), cfg.workers)
+            self.pool.start()
+            table = self.noise.array
+        self.table = jax.dlpack.from_dlpack(table)  # zero-copy, passed to jit
         self.dispatcher = Dispatcher(self.pool)
-        self.log(f"{cfg.workers} workers x {cfg.envs_per_worker} envs of {cfg.env} ready "
-                 f"after {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        self._pool_counts = self._counts()
+        self.startup_s = time.perf_counter() - t0
+        self.log(f"{len(self.pool.workers())} workers x {cfg.envs_per_worker} envs of {cfg.env}"
+                 f" ready after {self.startup_s:.1f} s")  # fmt: skip
+
+    def _counts(self) -> tuple[int, int]:
+        """(nodes lost, nodes joined) so far: only the Ray backend has nodes."""
+        return getattr(self.pool, "nodes_lost", 0), getattr(self.pool, "nodes_joined", 0)
 
     def close(self) -> None:
         """Stop the workers and free the noise table (safe to call twice)."""
+        self.table = None
         if self.pool is not None:
             self.pool.close()
             self.pool = None
         if self.noise is not None:
-            self.table = None
             self.noise.close()
             self.noise = None
 
@@ -149,8 +172,8 @@ class Trainer:
                 ):
                     save()  # a new best evaluation is always kept
             save()
-        except (StopRequested, NonFiniteError):
-            save()  # the last completed generation: its θ is finite
+        except (StopRequested, NonFiniteError, WorkerError):
+            save()  # the last completed generation (finite θ); workers failing leave it intact
             raise
         finally:
             csv_log.close()
@@ -192,7 +215,12 @@ class Trainer:
             expected_length=float(np.mean(lengths)),
             gen_policy=(theta, ob_mean, ob_std),
         )
-        return log_row(gen, self.state, tell_info, ob_count, dt, cfg.workers)
+        lost, joined = self._counts()
+        row = log_row(gen, self.state, tell_info, ob_count, dt, len(self.pool.workers()))
+        row["NodesLost"] = lost - self._pool_counts[0]
+        row["NodesJoined"] = joined - self._pool_counts[1]
+        self._pool_counts = (lost, joined)
+        return row
 
     def periodic_evals(self, generation: int) -> int:
         """Evaluation episodes of θ that ``generation`` runs (--eval-every, --eval-episodes)."""

@@ -3,8 +3,9 @@
 ``EpisodeRunner`` steps ``len(envs)`` environments together. One NumPy policy call per
 step (``act``) serves all of them; each slot holds its own perturbed weights, built once
 per episode (``perturb``). When an episode ends, the next pending episode takes its slot.
-It does no I/O: it returns its messages, and ``worker_main`` (a process of
-``esjax.pool.LocalPool``) carries them over a pipe.
+It does no I/O: it returns its messages, and ``serve_episodes`` runs it between a task
+queue and a ``send`` function, which the backends provide: a process of
+``esjax.pool.LocalPool`` (a pipe), or an actor of ``esjax.ray_pool.RayPool``.
 
 Messages, worker -> trainer (tuples; the pool adds the worker's slot after the kind):
   ("ready",) | ("result", EpisodeResult) | ("aborted", episodes, steps)
@@ -19,6 +20,7 @@ its seed and actions (esjax.envs), so results do not depend on the worker layout
 from __future__ import annotations
 
 import functools
+import queue
 import time
 from collections import deque
 from typing import NamedTuple
@@ -294,3 +296,42 @@ class EpisodeRunner:
             self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
             length if calc else 0, (*self.tp[k], length), self.t_env[k], self.t_glue[k],
         )  # fmt: skip
+
+
+HEARTBEAT_S = 2.0  # a busy worker says something at least this often
+
+
+def serve_episodes(runner: EpisodeRunner, tasks, send) -> None:
+    """A worker's loop, whatever carries its messages: read every queued task (``tasks``:
+    a ``queue.Queue``-like object of trainer -> worker messages), then advance the
+    episodes one step; ``send(msg)`` each message out. Returns on ("stop",)."""
+    last_sent = time.monotonic()
+
+    def out(msg) -> None:
+        nonlocal last_sent
+        send(msg)
+        last_sent = time.monotonic()
+
+    while True:
+        busy = runner.busy
+        if busy and tasks.empty():  # one poll(2); cheaper than a failed get
+            msgs = []
+        else:
+            try:
+                msgs = [tasks.get(timeout=1.0) if not busy else tasks.get_nowait()]
+                while True:
+                    msgs.append(tasks.get_nowait())
+            except queue.Empty:
+                pass
+        for msg in msgs:
+            if msg[0] == "stop":
+                return
+            if msg[0] == "params":
+                for m in runner.set_params(*msg[1:]):
+                    out(m)
+            elif msg[0] == "episode":
+                runner.add(msg[1])
+        for m in runner.advance():
+            out(m)
+        if runner.busy and time.monotonic() - last_sent > HEARTBEAT_S:
+            out(("alive",))  # long episodes: tells the stall watchdog this worker works

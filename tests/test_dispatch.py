@@ -75,6 +75,17 @@ class FakePool:
         self.delivered = [0] * num_workers
         self.sent: list[tuple[int, Episode]] = []
         self.restarts: list[int] = []
+        self.gone: set[int] = set()  # machine lost: no replacement, the slot is retired
+        self.retired: set[int] = set()
+
+    def workers(self):
+        return [w for w in range(len(self.queues)) if w not in self.retired]
+
+    def add_worker(self) -> int:
+        """A worker on a machine that joined (used by the next collect)."""
+        self.queues.append([])
+        self.delivered.append(0)
+        return len(self.queues) - 1
 
     def broadcast_params(self, gen, theta, ob_mean, ob_std):
         pass
@@ -91,7 +102,8 @@ class FakePool:
         beating = [w for w in self.heartbeats if self.queues[w]]
         if beating and self.rng.random() < 0.5:
             return ("alive", self.rng.choice(beating))
-        busy = [w for w, q in enumerate(self.queues) if q and w not in self.hung | self.heartbeats]
+        busy = [w for w, q in enumerate(self.queues)
+                if q and w not in self.hung | self.heartbeats | self.retired]  # fmt: skip
         if not busy:
             return None
         w = self.rng.choice(busy)
@@ -106,8 +118,13 @@ class FakePool:
     def restart(self, worker):
         self.queues[worker].clear()
         self.restarts.append(worker)
+        if worker in self.gone:
+            self.retired.add(worker)
+            self.always_dead.discard(worker)
+            return False
         if not self.hang_again:
             self.hung.discard(worker)
+        return True
 
 
 class FakeClock:
@@ -350,7 +367,7 @@ def test_a_replacement_gets_the_start_timeout_before_it_counts_as_stalled():
 
     def restart_and_note(worker):
         restart_times.append(clock.t)
-        real_restart(worker)
+        return real_restart(worker)
 
     pool.restart = restart_and_note
     with pytest.raises(WorkerError, match="keeps dying"):  # minimums never met
