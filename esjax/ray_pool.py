@@ -341,14 +341,16 @@ class RayPool:
     def _pinned(self, node_id: str, num_cpus: float = 0):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        return dict(num_cpus=num_cpus,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))  # fmt: skip
+        pin = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        return dict(num_cpus=num_cpus, scheduling_strategy=pin)
 
     def _build_table(self, info: dict) -> _Node:
         ray, node_id = self.ray, info["NodeID"]
         opts = self._pinned(node_id)
-        table = ray.remote(_make_table).options(**opts, max_retries=0).remote(
-            self.seed, self.cfg.noise_size
+        table = (
+            ray.remote(_make_table)
+            .options(**opts, max_retries=0)
+            .remote(self.seed, self.cfg.noise_size)
         )
         facts = ray.remote(_node_table_facts).options(**opts, max_retries=0).remote(table)
         node = _Node(node_id, info["NodeManagerAddress"], int(info["Resources"].get("CPU", 0)),
@@ -432,8 +434,7 @@ class RayPool:
                 except ray.exceptions.RayError as e:
                     node = self.nodes[self.slot_node[slot]]
                     raise RayBackendError(
-                        f"a rollout worker on node {node.address} failed to start: "
-                        f"{_one_line(e)}"
+                        f"a rollout worker on node {node.address} failed to start: {_one_line(e)}"
                     ) from None
                 self._admit(slot)
 
@@ -582,7 +583,7 @@ class RayPool:
             except ray.exceptions.RayError as e:
                 node.lost = True
                 self.log(f"ray: node {node.address} left out: {_one_line(e)}")
-        for slot, (actor, ref) in list(self.joining.items()):
+        for slot, (_, ref) in list(self.joining.items()):
             if not ray.wait([ref], timeout=0)[0]:
                 continue
             try:
