@@ -266,6 +266,50 @@ def test_a_dead_worker_is_replaced_and_its_unfinished_episodes_rerun(deaths):
     assert sorted(pool.restarts) == sorted(deaths) and gen.restarts == len(deaths)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_workers_whose_machine_is_gone_are_retired_and_the_rest_finish_the_generation(seed):
+    """A lost node: its workers die, cannot be replaced, and their episodes go to the
+    workers left; the prefix is the same, nothing lost or counted twice."""
+    pool = FakePool(4, 2, seed=seed)
+    pool.gone = {2, 3}
+    pool.die_after = {2: 1, 3: 0}
+    dispatcher = Dispatcher(pool)
+    gen = dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    assert used_keys(gen) == reference_keys()
+    assert gen.retired == 2 and gen.restarts == 0
+    assert pool.workers() == [0, 1] and gen.workers <= {0, 1, 2}
+    # Later generations use the workers left, and never send to a retired one.
+    pool.sent.clear()
+    again = dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    assert used_keys(again) == reference_keys()
+    assert {w for w, _ in pool.sent} <= {0, 1}
+
+
+def test_losing_every_worker_ends_in_an_error_not_a_hang():
+    pool = FakePool(2, 2)
+    pool.gone = pool.always_dead = {0, 1}
+    with pytest.raises(WorkerError, match="no workers left"):
+        collect(pool)
+
+
+def test_a_worker_that_joins_is_used_from_the_next_generation():
+    pool = FakePool(2, 2, seed=4)
+    dispatcher = Dispatcher(pool)
+    dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    new = pool.add_worker()
+    gen = dispatcher.collect(GEN, episodes_of, 30, 200, 12.0)
+    assert used_keys(gen) == reference_keys()
+    assert new in gen.workers
+
+
+def test_results_from_a_retired_slot_are_skipped_never_used():
+    pool = FakePool(2, 2, seed=2)
+    pool.inbox.append(("result", 7, result(episodes_of(0)[0])))  # no such slot in use
+    gen = collect(pool)
+    assert used_keys(gen) == reference_keys() and 7 not in gen.workers
+    assert gen.skipped >= 1
+
+
 def test_a_worker_that_keeps_dying_ends_in_an_error_not_a_hang():
     pool = FakePool(2, 2)
     pool.always_dead = {1}

@@ -1,0 +1,248 @@
+"""The Ray backend against a 2-node ``ray.cluster_utils.Cluster`` on this machine.
+
+One module-scoped cluster (head: 1 CPU, one worker node: 1 CPU) serves every test:
+starting one costs several seconds. Health checks are fast (0.5 s x 2) so that a lost
+node is declared dead within about a second. Every result is compared with the local
+process pool's, bit for bit.
+"""
+
+import os
+import secrets
+import signal
+import time
+
+import numpy as np
+import pytest
+
+# Before Ray is imported: token auth with a throw-away token (Ray's ports listen on every
+# interface); nothing is written to $HOME.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from esjax.config import Config  # noqa: E402
+from esjax.pool import WorkerConfig  # noqa: E402
+from esjax.ray_pool import RayBackendError, RayPool  # noqa: E402
+from esjax.trainer import Trainer  # noqa: E402
+from tests.test_trainer import keep_collections  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+STORE = 200 << 20
+FAST_HEALTH = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 2,
+}
+# Generations of ~2,000 steps: several episodes per worker, so a kill lands mid-generation.
+SMALL = dict(
+    env="InvertedPendulumBulletEnv-v0", noise_table_size=2_000_000, hidden_dims=(16,),
+    envs_per_worker=2, population_size=24, timesteps_per_gen=2000, max_generations=4,
+    eval_every=0,
+)  # fmt: skip
+GENERATIONS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(
+        initialize_head=True,
+        head_node_args=dict(
+            num_cpus=1,
+            include_dashboard=False,
+            object_store_memory=STORE,
+            _system_config=FAST_HEALTH,
+        ),  # fmt: skip
+    )
+    c.add_node(num_cpus=1, object_store_memory=STORE)
+    c.wait_for_nodes()
+    yield c
+    if ray.is_initialized():
+        ray.shutdown()
+    c.shutdown()
+
+
+def run(cfg: Config, generations: int = GENERATIONS, during=None):
+    """(log rows, final θ, collected Generations, trainer's pool facts) of ``generations``
+    generations; ``during(trainer, gen_index)`` is installed as a hook on the pool's recv."""
+    trainer = Trainer(cfg, log=lambda s: None)
+    trainer.start()
+    try:
+        collected = keep_collections(trainer)
+        rows = []
+        for g in range(generations):
+            if during is not None:
+                during(trainer, g)
+            rows.append(trainer.step())
+        slot_node = dict(getattr(trainer.pool, "slot_node", {}))
+        return rows, np.asarray(trainer.state.theta), collected, slot_node
+    finally:
+        trainer.close()
+
+
+@pytest.fixture(scope="module")
+def local_reference():
+    return run(Config(**SMALL, num_workers=2))
+
+
+def columns(rows):
+    return [(r["GenRewMean"], r["GenRewStd"], r["GenLenMean"], r["TimestepsThisGen"]) for r in rows]
+
+
+def ray_cfg(cluster, **kw):
+    return Config(**{**SMALL, "backend": "ray", "ray_address": cluster.address, **kw})
+
+
+def test_one_table_per_node_built_there_and_checked(cluster):
+    from ray.experimental import get_object_locations
+
+    cfg = ray_cfg(cluster)
+    wcfg = WorkerConfig(cfg.env, Trainer(cfg, log=lambda s: None).spec, "",
+                        cfg.noise_table_size, 0.02, 0.01, 1)  # fmt: skip
+    pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
+    pool.start()
+    try:
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert set(pool.nodes) == nodes and len(nodes) == 2
+        refs = {nid: node.table for nid, node in pool.nodes.items()}
+        locations = get_object_locations(list(refs.values()))
+        assert all(locations[ref]["node_ids"] == [nid] for nid, ref in refs.items())
+        # Each actor runs on its slot's node and reads that node's table.
+        facts = {s: ray.get(a.ready.remote(), timeout=30) for s, a in pool.actors.items()}
+        assert {s: f["node"] for s, f in facts.items()} == pool.slot_node
+        assert len(set(pool.slot_node.values())) == 2
+        # The trainer's table is the local pool's, bit for bit.
+        from esjax.pool import SharedNoiseTable
+
+        local = SharedNoiseTable(cfg.noise_table_size, seed=0)
+        try:
+            assert np.array_equal(local.array, pool.table)
+        finally:
+            local.close()
+        # A node whose table differs from the trainer's is refused, naming the fix.
+        node = next(iter(pool.nodes.values()))
+        node.checked, node.facts = False, ray.put((123, "0.0"))
+        with pytest.raises(RayBackendError, match="different noise table.*same numpy"):
+            pool._check_table(node, expected=124, timeout=30)
+    finally:
+        pool.close()
+
+
+def test_ray_gives_the_local_pools_results_bit_for_bit(cluster, local_reference):
+    rows, theta, collected, slot_node = run(ray_cfg(cluster))
+    ref_rows, ref_theta, _, _ = local_reference
+    assert columns(rows) == columns(ref_rows)
+    assert np.array_equal(theta, ref_theta)
+    # Both nodes did work.
+    used = {slot_node[w] for gen in collected for w in gen.workers}
+    assert len(used) == 2
+    one_rows, one_theta, _, _ = run(ray_cfg(cluster, num_workers=1))
+    assert columns(one_rows) == columns(ref_rows) and np.array_equal(one_theta, ref_theta)
+
+
+def act_mid_generation(trainer, action):
+    """Wrap the pool's recv so that ``action()`` runs 50 ms into the next generation:
+    its first episodes are out on every worker and none has finished."""
+    pool, recv, done = trainer.pool, trainer.pool.recv, []
+
+    def recv_then_act(timeout=1.0):
+        if done:
+            return recv(timeout)
+        msg = recv(0.05)  # submits the work the dispatcher sent
+        done.append(time.monotonic())
+        action()
+        return msg
+
+    pool.recv = recv_then_act
+    return done
+
+
+def test_an_actor_killed_mid_generation_is_replaced_and_its_work_rerun(cluster, local_reference):
+    def during(trainer, g):
+        if g == 1:
+            pool = trainer.pool
+            slot = max(pool.actors)
+            pid = ray.get(pool.actors[slot].ready.remote(), timeout=30)["pid"]
+            act_mid_generation(trainer, lambda: os.kill(pid, signal.SIGKILL))
+
+    rows, theta, _, _ = run(ray_cfg(cluster), during=during)
+    ref_rows, ref_theta, _, _ = local_reference
+    assert [r["WorkerRestarts"] for r in rows] == [0, 1, 0, 0]
+    assert columns(rows) == columns(ref_rows)
+    assert np.array_equal(theta, ref_theta)
+
+
+def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, local_reference):
+    (worker,) = cluster.worker_nodes
+    lost = {}
+
+    def during(trainer, g):
+        if g == 1:
+            lost["t"] = act_mid_generation(
+                trainer, lambda: cluster.remove_node(worker, allow_graceful=False)
+            )
+
+    cfg = ray_cfg(cluster)
+    trainer = Trainer(cfg, log=lambda s: None)
+    trainer.start()
+    try:
+        collected = keep_collections(trainer)
+        rows, t_gen = [], []
+        for g in range(GENERATIONS):
+            during(trainer, g)
+            t0 = time.monotonic()
+            rows.append(trainer.step())
+            t_gen.append(time.monotonic() - t0)
+        ref_rows, ref_theta, _, _ = local_reference
+        assert [r["NodesLost"] for r in rows] == [0, 1, 0, 0]
+        assert columns(rows) == columns(ref_rows)
+        assert np.array_equal(np.asarray(trainer.state.theta), ref_theta)
+        head = trainer.pool.driver_node
+        assert {trainer.pool.slot_node[w] for w in collected[2].workers} == {head}
+
+        # A node that joins gets its table and an actor, and is used once they are ready.
+        cluster.add_node(num_cpus=1, object_store_memory=STORE)
+        cluster.wait_for_nodes()
+        deadline = time.monotonic() + 60
+        joined = []
+        while time.monotonic() < deadline:
+            rows.append(trainer.step())
+            joined.append(rows[-1]["NodesJoined"])
+            new = {trainer.pool.slot_node[w] for w in collected[-1].workers} - {head}
+            if new:
+                break
+        assert new and sum(joined) == 1
+    finally:
+        trainer.close()
+
+
+def test_a_worker_that_cannot_make_the_env_stops_start_up_in_one_line(cluster):
+    cfg = ray_cfg(cluster)
+    spec = Trainer(cfg, log=lambda s: None).spec
+    wcfg = WorkerConfig("NoSuchEnv-v0", spec, "", cfg.noise_table_size, 0.02, 0.01, 1)
+    pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RayBackendError) as err:
+            pool.start()
+    finally:
+        pool.close()
+    assert time.monotonic() - t0 < 60
+    msg = str(err.value)
+    assert "\n" not in msg and "failed to start" in msg and "NoSuchEnv" in msg
+
+
+def test_a_node_without_room_for_the_table_is_refused_before_anything_runs(cluster):
+    cfg = ray_cfg(cluster)
+    spec = Trainer(cfg, log=lambda s: None).spec
+    size = STORE // 4  # 200 MiB of floats: more than the store holds beside the margin
+    wcfg = WorkerConfig(cfg.env, spec, "", size, 0.02, 0.01, 1)
+    pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
+    try:
+        with pytest.raises(RayBackendError, match="object store.*--noise-table-size"):
+            pool.start()
+        assert not pool.actors and not pool.joining
+    finally:
+        pool.close()
