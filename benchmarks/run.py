@@ -17,6 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from policy_step import BACKENDS, bench_policy_step  # noqa: E402
+from ray_backend import node_loss, ray_vs_local  # noqa: E402
 from startup import bench_startup  # noqa: E402
 from throughput import raw_ceiling, training_rate  # noqa: E402
 from update_step import bench_update, copy_bandwidth_gbs  # noqa: E402
@@ -98,7 +99,19 @@ def main() -> None:
     ]
     _write(out_dir / "policy_step.json", {**meta, "results": policy})
 
-    md_path.write_text(render_markdown(meta, throughput, update, bandwidth, start, policy))
+    # (5) the Ray backend against the local pool, and the cost of losing a node
+    print("ray backend ...", flush=True)
+    rb_env, rb_net = (
+        ("InvertedPendulumBulletEnv-v0", (16,)) if quick else ("HalfCheetah-v5", (64, 64))
+    )
+    rb = {
+        "throughput": ray_vs_local(rb_env, rb_net, seconds / 2, table, repeats=1 if quick else 2),
+        "node_loss": node_loss(rb_env, rb_net, 2000 if quick else 10_000, min(table, 25_000_000)),
+    }
+    _write(out_dir / "ray_backend.json", {**meta, **rb})
+
+    md = render_markdown(meta, throughput, update, bandwidth, start, policy)
+    md_path.write_text(md + render_ray(rb))
     print(f"wrote {md_path} and {out_dir}/*.json")
 
 
@@ -192,6 +205,45 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
             f"{r['env_us_per_step']:.1f} | {r['steps_per_s']:,.0f} |"
         )
     lines += [""]
+    return "\n".join(lines)
+
+
+def render_ray(rb) -> str:
+    t, n = rb["throughput"], rb["node_loss"]
+    steps = {b: " / ".join(f"{x:,.0f}" for x in t[b]["steps_per_s"]) for b in ("local", "ray")}
+    start = {b: " / ".join(f"{x:.1f}" for x in t[b]["startup_s"]) for b in ("local", "ray")}
+    notices = "; ".join(f"{s:.1f} s: {m}" for s, m in n["notices_s_after_removal"]) or "none"
+    lines = [
+        "## The Ray backend against the local pool",
+        "",
+        f"{t['env']} ({'x'.join(map(str, t['hidden_dims']))} policy), 2 workers, the same",
+        "options; local processes and a private Ray instance (2 actors) run back to back,",
+        "alternated (local, ray, local, ray). Ratios are to the same raw ceiling (2",
+        f"processes stepping the env with random actions: {t['raw_random_steps_per_s']:,.0f} "
+        "steps/s). start-up: `Trainer.start()` until the workers are ready (Ray: private",
+        "instance, per-node tables, actors).",
+        "",
+        "| backend | training steps/s (runs) | ratio (raw rnd) | start-up s (runs) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for b in ("local", "ray"):
+        lines.append(f"| {b} | {steps[b]} | {t[b]['ratio_random']:.2f} | {start[b]} |")
+    lines += [
+        "",
+        f"ray / local steps/s: {t['ray_over_local']:.2f}.",
+        "",
+        f"Node loss: {n['env']}, {n['timesteps_per_gen']:,} timesteps per generation, a",
+        "2-node `ray.cluster_utils.Cluster` (1 CPU each, Ray's default health checks); the",
+        "worker node is removed 50 ms into a generation. Generation seconds with 2 nodes: "
+        + ", ".join(f"{x:.2f}" for x in n["gen_s_two_nodes"])
+        + "; with the loss: "
+        f"{n['gen_s_with_loss']:.2f}; after, on 1 node: "
+        + ", ".join(f"{x:.2f}" for x in n["gen_s_one_node"])
+        + ".",
+        f"The loss cost {n['cost_s']:.2f} s over a 1-node generation. esjax's notices after "
+        f"the removal: {notices}.",
+        "",
+    ]
     return "\n".join(lines)
 
 

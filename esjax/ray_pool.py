@@ -232,6 +232,7 @@ class RayPool:
         self.pending: dict[int, list] = {}  # slot -> episodes not yet submitted
         self._buffer: deque[tuple[int, tuple]] = deque()
         self._dead: dict[int, str] = {}  # slot -> why, once a call of its actor failed
+        self._unreachable: set[int] = set()  # slots whose actor failed as unavailable
         self._params: tuple[int, list] | None = None
         self._next_slot = 0
         self.restarts = self.nodes_lost = self.nodes_joined = 0
@@ -262,7 +263,7 @@ class RayPool:
         for node_id, info in alive.items():
             if node_id == self.driver_node or info["Resources"].get("CPU", 0) >= 1:
                 self._build_table(info)
-        expected = self._driver_table()
+        expected = self.checksum = self._driver_table()
         for node in self.nodes.values():
             self._check_table(node, expected, timeout=START_TIMEOUT_S)
         self.startup_s["tables"] = time.perf_counter() - t1
@@ -507,6 +508,8 @@ class RayPool:
         try:
             msgs = ray.get(ref)
         except ray.exceptions.RayError as e:
+            if isinstance(e, ray.exceptions.ActorUnavailableError):
+                self._unreachable.add(slot)  # its node may be dying: see restart
             self._dead[slot] = self._why_dead(slot, e)
             return
         self._buffer.extend((slot, m) for m in msgs)
@@ -520,16 +523,23 @@ class RayPool:
         return f"{kind} on node {node.address}"
 
     def restart(self, slot: int) -> bool:
-        """A new actor for ``slot`` on the same node; False (slot retired) if the node
-        is gone."""
+        """A new actor for ``slot`` on the same node. False (slot retired) if the node
+        is gone, or if the actor was unreachable: a node that stops answering is
+        declared dead by Ray only after its health checks fail (about 15 s by default),
+        and a replacement pinned there would hold its work until then. Such a node gets
+        new workers between generations if it is still alive (``_poll_nodes``)."""
+        unreachable = slot in self._unreachable
+        self._unreachable.discard(slot)
         self._drop(slot)
         node = self.nodes[self.slot_node[slot]]
         if node.node_id not in self._alive_nodes():
             node.slots.remove(slot)
-            if not node.lost:
-                node.lost = True
-                self.nodes_lost += 1
-                self.log(f"ray: node {node.address} lost; going on with the other nodes")
+            self._lose(node)
+            return False
+        if unreachable:
+            node.slots.remove(slot)
+            self.log(f"ray: worker {slot} on node {node.address} does not answer; its work "
+                     "goes to the others")  # fmt: skip
             return False
         self.restarts += 1
         self._start_actor(slot, node.node_id)
@@ -539,6 +549,12 @@ class RayPool:
             actor.submit.remote(self._params[0], self._params[1], [])
         self.harvests[actor.harvest.remote(HARVEST_WAIT_S)] = slot
         return True
+
+    def _lose(self, node: _Node) -> None:
+        if not node.lost:
+            node.lost, node.table = True, None
+            self.nodes_lost += 1
+            self.log(f"ray: node {node.address} lost; going on with the other nodes")
 
     def _drop(self, slot: int) -> None:
         """Forget ``slot``'s actor: kill it, drop its calls and unreturned messages."""
@@ -570,12 +586,15 @@ class RayPool:
                     continue
                 self._build_table(info)
                 self.log(f"ray: node {info['NodeManagerAddress']} joined; building its table")
-        expected = table_checksum(self._table_obj)
+        expected = self.checksum
         for node in self.nodes.values():
-            if node.lost or node.checked:
+            if node.lost:
                 continue
             if node.node_id not in alive:
-                node.lost = True
+                self._lose(node)
+                continue
+            if node.checked:  # workers for CPUs freed (an unreachable worker retired)
+                self._place_actors([node])
                 continue
             try:
                 if self._check_table(node, expected, timeout=0):

@@ -17,7 +17,7 @@ def test_bench_quick_writes_results_and_table(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py")], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("throughput", "update_step", "startup", "policy_step"):
+    for name in ("throughput", "update_step", "startup", "policy_step", "ray_backend"):
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["machine"] and data["date"] and "make bench" in data["command"]
     tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
@@ -35,3 +35,6 @@ def test_bench_quick_writes_results_and_table(tmp_path):
     md = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| env | policy | K | raw 0 steps/s" in md and "Plain array copy bandwidth" in md
     assert "| backend | K | inference" in md
+    rb = json.loads((tmp_path / "ray_backend.json").read_text())
+    assert all(rb["throughput"][b]["steps_per_s"][0] > 0 for b in ("local", "ray"))
+    assert rb["node_loss"]["gen_s_with_loss"] > 0 and "| backend | training steps/s" in md
