@@ -241,7 +241,13 @@ def render_ray(rb) -> str:
         + ", ".join(f"{x:.2f}" for x in n["gen_s_one_node"])
         + ".",
         f"The loss cost {n['cost_s']:.2f} s over a 1-node generation. esjax's notices after "
-        f"the removal: {notices}.",
+        f"the removal: {notices}. NodesLost counted it "
+        + (
+            f"{n['nodes_lost_logged_s_after_removal']:.1f} s after the removal"
+            if n["nodes_lost_logged_s_after_removal"] is not None
+            else "not within 60 s"
+        )
+        + " (when Ray declared the node dead).",
         "",
     ]
     return "\n".join(lines)

@@ -611,7 +611,10 @@ class RayPool:
                 self.joining.pop(slot)
                 node = self.nodes[self.slot_node[slot]]
                 node.slots.remove(slot)
-                self.log(f"ray: a worker on node {node.address} failed to start: {_one_line(e)}")
+                if node.node_id in self._alive_nodes():  # else: the node's loss is logged
+                    self.log(
+                        f"ray: a worker on node {node.address} failed to start: {_one_line(e)}"
+                    )
                 continue
             first_on_node = not any(self.slot_node[s] == self.slot_node[slot] for s in self.actors)
             self._admit(slot)
