@@ -138,3 +138,30 @@ def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
     np.testing.assert_allclose(seen["returns"][: len(want)], want)
     assert len({r.length for u in gen.train for r in u}) > 1  # so the shift is no constant
     assert row["GenRewMean"] == pytest.approx(np.mean([[r.ret for r in u] for u in gen.train]))
+
+
+def test_workers_that_keep_failing_end_the_run_after_a_checkpoint(tmp_path):
+    """A crash loop (the dispatcher gives up on a worker, or every Ray node is gone) ends
+    in WorkerError, and the last completed generation is saved first, ready to resume."""
+    from esjax.checkpoint import CheckpointStore
+    from esjax.dispatch import WorkerError
+
+    trainer = Trainer(Config(**{**BASE, "max_generations": 10, "snapshot_freq": 0,
+                                "eval_every": 0}), log=lambda s: None)  # fmt: skip
+    trainer.start()
+    try:
+        collect = trainer.dispatcher.collect
+
+        def collect_then_give_up(gen, *args, **kwargs):
+            if gen == 2:
+                raise WorkerError("worker 0 keeps dying (exit code -9; 3 restarts in a row)")
+            return collect(gen, *args, **kwargs)
+
+        trainer.dispatcher.collect = collect_then_give_up
+        with pytest.raises(WorkerError, match="keeps dying"):
+            trainer.train(tmp_path)
+    finally:
+        trainer.close()
+    store = CheckpointStore(tmp_path, read_only=True)
+    assert store.steps() == [2]
+    store.close()
