@@ -29,6 +29,7 @@ import contextlib
 import os
 import queue
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -96,6 +97,25 @@ def _writable_view(table: np.ndarray) -> np.ndarray:
 
     buf = (ctypes.c_float * table.size).from_address(table.ctypes.data)
     return np.ctypeslib.as_array(buf)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; [] elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
 
 
 class RolloutActor:
@@ -620,6 +640,14 @@ class RayPool:
             self._admit(slot)
             if first_on_node:
                 self.nodes_joined += 1
+
+    def kill_now(self) -> None:
+        """At once, no clean-up (a second Ctrl-C): SIGKILL every process this one started,
+        which for a private instance is all of Ray's. Actors on a cluster die with this
+        driver (Ray's fate sharing); Ray's node agents would linger for about a minute."""
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Stop every actor; disconnect (a private instance stops entirely). Nothing is

@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum, frame):
         if received:  # a second Ctrl-C: leave now; checkpoints and log stay consistent
+            kill_now = getattr(trainer.pool, "kill_now", None)  # Ray's processes, if ours
+            if kill_now is not None:
+                kill_now()
             os._exit(128 + signum)
         received.append(signum)
         trainer.stop_requested = True
