@@ -196,7 +196,9 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
             rows.append(trainer.step())
             t_gen.append(time.monotonic() - t0)
         ref_rows, ref_theta, _, _ = local_reference
-        assert [r["NodesLost"] for r in rows] == [0, 1, 0, 0]
+        # Counted once, when Ray declares the node dead: within the generation it was
+        # lost in, or at the start of the next (the head finished that one without it).
+        assert [r["NodesLost"] for r in rows] in ([0, 1, 0, 0], [0, 0, 1, 0])
         assert columns(rows) == columns(ref_rows)
         assert np.array_equal(np.asarray(trainer.state.theta), ref_theta)
         head = trainer.pool.driver_node
