@@ -55,8 +55,10 @@ def ray_vs_local(env_id: str, hidden: tuple, seconds: float, table: int, repeats
     return out
 
 
-def node_loss(env_id: str, hidden: tuple, timesteps_per_gen: int, table: int) -> dict:
-    """Generation times around the loss of one of two nodes (Ray's default health checks)."""
+def node_loss(env_id: str, hidden: tuple, timesteps_per_gen: int, table: int,
+              fast_health: bool = False) -> dict:  # fmt: skip
+    """Generation times around the loss of one of two nodes (Ray's default health checks;
+    ``fast_health``: 0.5 s x 2, for a smoke test that need not wait ~15 s for the loss)."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     import ray
@@ -67,8 +69,12 @@ def node_loss(env_id: str, hidden: tuple, timesteps_per_gen: int, table: int) ->
 
     store = max(200 << 20, 4 * table + (128 << 20))
     warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)  # Ray's fork+exec
-    cluster = Cluster(initialize_head=True, head_node_args=dict(
-        num_cpus=1, include_dashboard=False, object_store_memory=store))  # fmt: skip
+    head = dict(num_cpus=1, include_dashboard=False, object_store_memory=store)
+    if fast_health:
+        head["_system_config"] = {"health_check_initial_delay_ms": 0,
+                                  "health_check_period_ms": 500,
+                                  "health_check_failure_threshold": 2}  # fmt: skip
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     worker = cluster.add_node(num_cpus=1, object_store_memory=store)
     cluster.wait_for_nodes()
     events: list[tuple[float, str]] = []

@@ -106,7 +106,9 @@ def main() -> None:
     )
     rb = {
         "throughput": ray_vs_local(rb_env, rb_net, seconds / 2, table, repeats=1 if quick else 2),
-        "node_loss": node_loss(rb_env, rb_net, 2000 if quick else 10_000, min(table, 25_000_000)),
+        "node_loss": node_loss(
+            rb_env, rb_net, 2000 if quick else 10_000, min(table, 25_000_000), fast_health=quick
+        ),
     }
     _write(out_dir / "ray_backend.json", {**meta, **rb})
 

@@ -87,6 +87,30 @@ def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_no
     assert columns(run)[:3] == columns(only_run_dir(local))
 
 
+def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_process(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
+         "--backend", "ray", "--max-generations", "100000", "--snapshot-freq", "1000"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(proc, "gen    2 |", timeout=120)
+        ray_processes = descendants(proc.pid)
+        assert len(ray_processes) >= 4
+        proc.send_signal(signal.SIGINT)
+        wait_for_line(proc, "press Ctrl-C again", timeout=30)
+        proc.send_signal(signal.SIGINT)  # while the first is still saving and closing
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Resume with" not in rest  # it left without the orderly stop
+    deadline = time.monotonic() + 10
+    while _alive(ray_processes) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(ray_processes)
+
+
 @pytest.fixture(scope="module")
 def ray_start_cluster(tmp_path_factory):
     """A head and a worker node started with ``ray start --block``, token auth, on
