@@ -55,15 +55,20 @@ def wait_for_line(proc, text: str, timeout: float) -> str:
     raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(seen)[-3000:]}")
 
 
+def start_long_private_run(tmp_path, stderr):
+    """The CLI on a private Ray instance, for longer than any test waits."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
+         "--backend", "ray", "--max-generations", "100000", "--snapshot-freq", "1000"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True,
+    )  # fmt: skip
+
+
 def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_nothing(tmp_path):
     local = tmp_path / "local"
     local.mkdir()
     train(*TINY, "--max-generations", "3", cwd=local)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
-         "--backend", "ray", "--max-generations", "100000", "--snapshot-freq", "1000"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_long_private_run(tmp_path, stderr=subprocess.PIPE)
     try:
         out = wait_for_line(proc, "gen    3 |", timeout=120)
         ray_processes = descendants(proc.pid)
@@ -88,11 +93,7 @@ def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_no
 
 
 def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_process(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
-         "--backend", "ray", "--max-generations", "100000", "--snapshot-freq", "1000"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    proc = start_long_private_run(tmp_path, stderr=subprocess.STDOUT)
     try:
         wait_for_line(proc, "gen    2 |", timeout=120)
         ray_processes = descendants(proc.pid)
