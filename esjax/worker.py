@@ -19,6 +19,7 @@ its seed and actions (esjax.envs), so results do not depend on the worker layout
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import time
@@ -299,6 +300,7 @@ class EpisodeRunner:
 
 
 HEARTBEAT_S = 2.0  # a busy worker says something at least this often
+IDLE_WAIT_S = 1.0  # an idle worker waits this long for a message per pass
 
 
 def serve_episodes(runner: EpisodeRunner, tasks, send) -> None:
@@ -314,15 +316,12 @@ def serve_episodes(runner: EpisodeRunner, tasks, send) -> None:
 
     while True:
         busy = runner.busy
-        if busy and tasks.empty():  # one poll(2); cheaper than a failed get
-            msgs = []
-        else:
-            try:
-                msgs = [tasks.get(timeout=1.0) if not busy else tasks.get_nowait()]
+        msgs = []  # this pass's messages only: none when idle for IDLE_WAIT_S
+        if not (busy and tasks.empty()):  # empty(): one poll(2), cheaper than a failed get
+            with contextlib.suppress(queue.Empty):
+                msgs.append(tasks.get(timeout=IDLE_WAIT_S) if not busy else tasks.get_nowait())
                 while True:
                     msgs.append(tasks.get_nowait())
-            except queue.Empty:
-                pass
         for msg in msgs:
             if msg[0] == "stop":
                 return

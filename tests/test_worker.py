@@ -1,13 +1,18 @@
 """The worker side in-process: batched forward pass, episode slots, real environments."""
 
+import queue
+import threading
+import time
+
 import numpy as np
 import pytest
 
+import esjax.worker
 from esjax.core.noise import fill_noise_table, perturb
 from esjax.envs import env_info, make_env
 from esjax.policy import PolicySpec, policy_init, unravel
 from esjax.state import policy_spec
-from esjax.worker import Episode, EpisodeRunner, act, auto_envs_per_worker
+from esjax.worker import Episode, EpisodeRunner, act, auto_envs_per_worker, serve_episodes
 
 
 def stack(spec, flats):
@@ -151,6 +156,38 @@ def test_new_params_drop_older_episodes_and_report_their_steps():
     msgs = runner.set_params(1, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
     assert msgs == [("aborted", 6, 8)]  # 2 running for 4 steps each, 4 pending
     assert not runner.busy
+
+
+def test_a_worker_left_idle_runs_each_episode_it_is_sent_once(monkeypatch):
+    """The worker loop (local processes and Ray actors alike), idle past its wait before
+    the first message and between two batches, runs each episode exactly once."""
+    monkeypatch.setattr(esjax.worker, "IDLE_WAIT_S", 0.05)
+    cfg, spec, table, theta = hopper(hidden=(8,))
+    runner = EpisodeRunner(spec, [make_env(cfg.env) for _ in range(2)], table, 0.02, 0.0)
+    tasks, sent = queue.Queue(), queue.Queue()
+    thread = threading.Thread(target=serve_episodes, args=(runner, tasks, sent.put))
+    thread.start()
+    eps = units(2)
+    try:
+        time.sleep(0.2)  # idle before any message
+        tasks.put(("params", 0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim)))
+        for ep in eps[:2]:
+            tasks.put(("episode", ep))
+        first = [sent.get(timeout=30), sent.get(timeout=30)]
+        time.sleep(0.3)  # idle between batches
+        for ep in eps[2:]:
+            tasks.put(("episode", ep))
+        second = [sent.get(timeout=30), sent.get(timeout=30)]
+        time.sleep(0.3)
+    finally:
+        tasks.put(("stop",))
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    rest = []
+    while not sent.empty():
+        rest.append(sent.get())
+    got = [(m[0], m[1].episode.unit, m[1].episode.part) for m in first + second + rest]
+    assert sorted(got) == sorted(("result", e.unit, e.part) for e in eps)
 
 
 def test_auto_envs_per_worker_is_one_wave_capped_by_the_weights_cache_budget():
