@@ -53,7 +53,7 @@ def main() -> None:
 
     # (1) throughput: raw env ceiling vs training, same env and process count (2 workers)
     cases = QUICK_CASES if quick else CASES
-    seconds = 4.0 if quick else 60.0
+    seconds = 2.0 if quick else 60.0
     table = 2_000_000 if quick else 250_000_000
     throughput = []
     for env_id, hidden, goal in cases:

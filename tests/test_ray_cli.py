@@ -64,10 +64,17 @@ def start_long_private_run(tmp_path, stderr):
     )  # fmt: skip
 
 
-def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_nothing(tmp_path):
-    local = tmp_path / "local"
-    local.mkdir()
+@pytest.fixture(scope="module")
+def local_columns(tmp_path_factory):
+    """The log columns of 3 generations with the local pool: what every Ray run matches."""
+    local = tmp_path_factory.mktemp("local")
     train(*TINY, "--max-generations", "3", cwd=local)
+    return columns(only_run_dir(local))
+
+
+def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_nothing(
+    tmp_path, local_columns
+):
     proc = start_long_private_run(tmp_path, stderr=subprocess.PIPE)
     try:
         out = wait_for_line(proc, "gen    3 |", timeout=120)
@@ -89,13 +96,13 @@ def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_no
         time.sleep(0.5)
     assert not _alive(ray_processes)
     run = only_run_dir(tmp_path)
-    assert columns(run)[:3] == columns(only_run_dir(local))
+    assert columns(run)[:3] == local_columns
 
 
 def test_a_second_ctrl_c_quits_at_once_and_leaves_no_ray_process(tmp_path):
     proc = start_long_private_run(tmp_path, stderr=subprocess.STDOUT)
     try:
-        wait_for_line(proc, "gen    2 |", timeout=120)
+        wait_for_line(proc, "gen    1 |", timeout=120)
         ray_processes = descendants(proc.pid)
         assert len(ray_processes) >= 4
         proc.send_signal(signal.SIGINT)
@@ -165,19 +172,15 @@ def cli(cwd, env, *args, timeout=180):
 
 
 def test_cli_on_a_two_node_cluster_matches_local_and_refuses_bad_addresses(
-    tmp_path, ray_start_cluster
+    tmp_path, ray_start_cluster, local_columns
 ):
     address, env = ray_start_cluster
-    local = tmp_path / "local"
-    local.mkdir()
-    train(*TINY, "--max-generations", "3", cwd=local)
-
     on_cluster = tmp_path / "cluster"
     on_cluster.mkdir()
     proc = cli(on_cluster, env, "--backend", "ray", "--ray-address", address)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ray: 2 workers on 2 node(s)" in proc.stdout
-    assert columns(only_run_dir(on_cluster)) == columns(only_run_dir(local))
+    assert columns(only_run_dir(on_cluster)) == local_columns
 
     # A token that is not the cluster's: one line naming the fix, exit 2, no run directory.
     wrong = tmp_path / "wrong_token"
