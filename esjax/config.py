@@ -39,11 +39,65 @@ def envs_per_worker_arg(text: str) -> int:
     return value
 
 
+ALGOS = ("openai-es", "ars", "pgpe")
+
+# Each strategy's values for the options left unset (None). Only these strategies have
+# the options they list; giving one to another strategy is an error (see ONLY_FOR).
+STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "openai-es": dict(optimizer="adam", learning_rate=0.01, noise_stdev=0.02, l2coeff=0.005,
+                      momentum=0.9, return_proc_mode="centered_rank", fitness_shaping=True,
+                      divide_by_stdev=False),
+    # ARS V2(-t): plain SGD (momentum 0), no weight decay, ν 0.03 and α 0.02 (mid-range of
+    # the paper's Table 9), every direction kept unless --top-directions says otherwise.
+    "ars": dict(optimizer="sgd", learning_rate=0.02, noise_stdev=0.03, l2coeff=0.0,
+                momentum=0.0, top_directions=0),
+    # PGPE + ClipUp as EvoTorch's rl_clipup.py: σ learning rate 0.1, at most 20 % change
+    # per generation, max speed 0.15, step 0.75 x max speed, initial radius 15 x max speed.
+    "pgpe": dict(optimizer="clipup", l2coeff=0.0, momentum=0.9,
+                 return_proc_mode="centered_rank", fitness_shaping=True, sigma_lr=0.1,
+                 sigma_max_change=0.2),
+}  # fmt: skip
+ONLY_FOR = {
+    "noise_stdev": ("openai-es", "ars"),
+    "return_proc_mode": ("openai-es", "pgpe"),
+    "fitness_shaping": ("openai-es", "pgpe"),
+    "divide_by_stdev": ("openai-es",),
+    "top_directions": ("ars",),
+    "sigma_lr": ("pgpe",),
+    "sigma_max_change": ("pgpe",),
+    "init_radius": ("pgpe",),
+}
+CLIPUP_MAX_SPEED = 0.15  # EvoTorch rl_clipup.py's default max speed
+CLIPUP_STEP = 0.75  # step = 0.75 x max speed (rl_clipup.py; the paper used 0.5)
+PGPE_RADIUS = 15.0  # initial radius = 15 x max speed (the ClipUp paper)
+
+
+def hidden_dims_arg(text: str) -> int | str:
+    """The CLI's --hidden-dims tokens: layer sizes, or the single word 'linear'."""
+    if text == "linear":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--hidden-dims takes layer sizes or 'linear' (got {text})") from None
+
+
 @dataclass(frozen=True)
 class Config:
-    """Options of a training run (semantics of the OpenAI ES reference)."""
+    """Options of a training run (semantics of the OpenAI ES reference).
+
+    Options whose default is None take their strategy's value (STRATEGY_DEFAULTS) when
+    the config is made, so config.json records what ran; options of another strategy
+    stay None."""
 
     env: str = _opt("AntBulletEnv-v0", "Gymnasium environment id (Box observations and actions).")
+    algo: str = _opt(
+        "openai-es",
+        "Strategy: openai-es (Salimans et al. 2017: ranks, Adam, fixed sigma), ars (Mania et "
+        "al. 2018, V2-t: raw returns of the --top-directions best directions, SGD) or pgpe "
+        "(a learned sigma per parameter, ClipUp). Options of another strategy are an error.",
+        choices=ALGOS,
+    )
     seed: int = _opt(0, "Seed of the noise table, the initial policy and every random stream.")
     run_dir: str = _opt("runs", "Parent folder; each run writes its own timestamped subfolder.")
     max_timesteps: int = _opt(
@@ -85,9 +139,21 @@ class Config:
         "perturbed weights stay cache-sized (esjax.worker.auto_envs_per_worker). Results "
         "do not depend on it.",
     )
-    learning_rate: float = _opt(0.01, "Step size of the optimizer (or of plain gradient ascent).")
-    noise_stdev: float = _opt(0.02, "Standard deviation sigma of the parameter perturbations.")
-    l2coeff: float = _opt(0.005, "L2 weight-decay coefficient (pull of theta toward zero).")
+    learning_rate: float | None = _opt(
+        None,
+        "Step size of the optimizer (or of plain gradient ascent). Default: 0.01 "
+        "(openai-es), 0.02 (ars: alpha); with --optimizer clipup, 0.75 x --max-speed.",
+    )
+    noise_stdev: float | None = _opt(
+        None,
+        "Standard deviation sigma of the parameter perturbations (ars: nu). Default: 0.02 "
+        "(openai-es), 0.03 (ars); pgpe learns its own (--init-radius).",
+    )
+    l2coeff: float | None = _opt(
+        None,
+        "L2 weight-decay coefficient (pull of theta toward zero). Default: 0.005 "
+        "(openai-es), 0 (ars, pgpe).",
+    )
     snapshot_freq: int = _opt(
         10,
         "Checkpoint the full state every N generations (also at the end and after each new "
@@ -112,8 +178,10 @@ class Config:
         "Chance that a training rollout adds to the observation statistics, drawn for each "
         "rollout (each of a mirrored pair alone), as the OpenAI starter; evaluations never do.",
     )
-    return_proc_mode: str = _opt(
-        "centered_rank", "Fitness shaping of returns.", choices=RETURN_PROC_MODES
+    return_proc_mode: str | None = _opt(
+        None,
+        "Fitness shaping of returns (openai-es, pgpe; default centered_rank).",
+        choices=RETURN_PROC_MODES,
     )
     reward_shift: float = _opt(
         0.0,
@@ -121,29 +189,66 @@ class Config:
         "'shift', EvoTorch's decrease_rewards_by: removes a survival bonus that makes "
         "standing still a local optimum). Logged returns and evaluations are unshifted.",
     )
-    mirrored_sampling: bool = _opt(True, "Evaluate theta + sigma*eps and theta - sigma*eps.")
-    fitness_shaping: bool = _opt(True, "Shape returns with --return-proc-mode (else raw).")
+    mirrored_sampling: bool = _opt(
+        True, "Evaluate theta + sigma*eps and theta - sigma*eps (ars and pgpe always do)."
+    )
+    fitness_shaping: bool | None = _opt(
+        None, "Shape returns with --return-proc-mode, else raw (openai-es, pgpe; default on)."
+    )
     weight_decay: bool = _opt(True, "Apply L2 weight decay with --l2coeff.")
     discretize_actions: bool = _opt(False, "Pick each action from --ac-bins uniform bins.")
     gradient_optimizer: bool = _opt(True, "Use --optimizer; off means plain gradient ascent.")
     observation_normalization: bool = _opt(True, "Normalize observations by running stats.")
-    divide_by_stdev: bool = _opt(False, "Divide the gradient estimate by --noise-stdev.")
+    divide_by_stdev: bool | None = _opt(
+        None, "Divide the gradient estimate by --noise-stdev (openai-es; default off)."
+    )
     hidden_dims: tuple[int, ...] = _opt(
         (64, 64),
         "Hidden layer sizes of the MLP policy (64 64: the ES paper's MuJoCo network; its "
-        "256 256 Humanoid network suits populations of thousands of episodes).",
+        "256 256 Humanoid network suits populations of thousands of episodes), or 'linear' "
+        "for a linear policy (no hidden layer, starting from zero, as ARS).",
     )
     nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=tuple(NONLINEARITIES))
     ac_noise_std: float = _opt(0.01, "Gaussian action noise in training episodes (not eval).")
     ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
-    optimizer: str = _opt("adam", "Gradient optimizer (optax).", choices=OPTIMIZERS)
-    momentum: float = _opt(0.9, "Momentum of the sgd optimizer.")
+    optimizer: str | None = _opt(
+        None,
+        "Gradient optimizer (optax). Default: adam (openai-es), sgd with momentum 0 (ars), "
+        "clipup (pgpe; Toklu et al. 2020).",
+        choices=OPTIMIZERS,
+    )
+    momentum: float | None = _opt(
+        None, "Momentum of the sgd and clipup optimizers. Default: 0.9 (openai-es, pgpe), 0 (ars)."
+    )
+    max_speed: float | None = _opt(
+        None,
+        "ClipUp's cap on the velocity's norm (--optimizer clipup). Default: 2 x "
+        "--learning-rate when that is given, else 0.15.",
+    )
+    top_directions: int | None = _opt(
+        None,
+        "ARS's b: update along the b directions whose better episode scored highest "
+        "(V2-t); 0 = all (V2). Default 0.",
+    )
+    sigma_lr: float | None = _opt(None, "PGPE: learning rate of sigma. Default 0.1.")
+    sigma_max_change: float | None = _opt(
+        None, "PGPE: largest change of each sigma per generation, a fraction. Default 0.2."
+    )
+    init_radius: float | None = _opt(
+        None,
+        "PGPE: norm of the initial sigma vector (each sigma = radius / sqrt(parameters)). "
+        "Default: 15 x --max-speed.",
+    )
     noise_table_size: int = _opt(
         250_000_000, "Float32 values in the shared noise table (250M = 1 GB)."
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+        object.__setattr__(self, "hidden_dims", _hidden_dims(self.hidden_dims))
+        for problem in _strategy_problems(self):
+            raise ConfigError(problem)
+        for name, value in _strategy_values(self).items():
+            object.__setattr__(self, name, value)
         for problem in _problems(self):
             raise ConfigError(problem)
 
@@ -167,6 +272,56 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; remove them or fix the spelling")
         return cls(**d)
+
+
+def _hidden_dims(value) -> tuple[int, ...]:
+    """Layer sizes from a tuple, a list (TOML) or 'linear' (also as a one-item list)."""
+    items = [value] if isinstance(value, str) else list(value)
+    if items == ["linear"]:
+        return ()
+    try:
+        return tuple(int(h) for h in items)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"--hidden-dims takes layer sizes or the word linear (got {items})"
+        ) from None
+
+
+def _strategy_problems(c: Config):
+    """Options given (not None) that the chosen strategy does not have."""
+    if c.algo not in ALGOS:
+        yield f"--algo must be one of {', '.join(ALGOS)} (got {c.algo})"
+        return
+    for name, algos in ONLY_FOR.items():
+        if getattr(c, name) is not None and c.algo not in algos:
+            yield (f"--{_flag(name)} applies to --algo {' / '.join(algos)} only, not "
+                   f"{c.algo}: remove it or change --algo")  # fmt: skip
+    if c.algo != "openai-es" and not c.mirrored_sampling:
+        yield f"--algo {c.algo} always samples mirrored pairs: drop --no-mirrored-sampling"
+    optimizer = c.optimizer or STRATEGY_DEFAULTS[c.algo]["optimizer"]
+    if c.max_speed is not None and optimizer != "clipup":
+        yield f"--max-speed applies to --optimizer clipup only (this run uses {optimizer})"
+
+
+def _strategy_values(c: Config) -> dict[str, Any]:
+    """The values of the unset options of ``c``'s strategy (its defaults, and the ones
+    derived from other options: ClipUp's max speed and step, PGPE's initial radius)."""
+    values = {k: v for k, v in STRATEGY_DEFAULTS[c.algo].items() if getattr(c, k) is None}
+    optimizer = c.optimizer or values.get("optimizer")
+    lr = c.learning_rate
+    if optimizer == "clipup":
+        speed = c.max_speed
+        if speed is None:
+            speed = 2 * lr if lr is not None else CLIPUP_MAX_SPEED
+            values["max_speed"] = speed
+        if lr is None:
+            values["learning_rate"] = round(CLIPUP_STEP * speed, 12)
+    if c.learning_rate is None and "learning_rate" not in values:
+        values["learning_rate"] = STRATEGY_DEFAULTS[c.algo].get("learning_rate", 0.01)
+    if c.algo == "pgpe" and c.init_radius is None:
+        values["init_radius"] = PGPE_RADIUS * (values.get("max_speed") or c.max_speed
+                                               or CLIPUP_MAX_SPEED)  # fmt: skip
+    return values
 
 
 def _problems(c: Config):
@@ -202,27 +357,36 @@ def _problems(c: Config):
             yield f"--{_flag(name)} is a probability: give a value in [0, 1] (got {v})"
     if c.eval_prob >= 1.0:
         yield "--eval-prob 1 leaves no training episodes: give a value below 1"
-    if not c.noise_stdev > 0:
-        yield f"--noise-stdev must be > 0 (got {c.noise_stdev})"
-    if not c.learning_rate > 0:
-        yield f"--learning-rate must be > 0 (got {c.learning_rate})"
-    if c.l2coeff < 0:
+    positive = ("noise_stdev", "learning_rate", "max_speed", "init_radius", "sigma_lr")
+    for name in positive:
+        v = getattr(c, name)
+        if v is not None and not 0 < v < float("inf"):
+            yield f"--{_flag(name)} must be > 0 (got {v})"
+    if not 0 <= c.l2coeff < float("inf"):
         yield f"--l2coeff must be >= 0 (got {c.l2coeff})"
     if c.ac_noise_std < 0:
         yield f"--ac-noise-std must be >= 0 (got {c.ac_noise_std})"
     if not 0.0 <= c.momentum < 1.0:
         yield f"--momentum must be in [0, 1) (got {c.momentum})"
-    if not c.hidden_dims or any(h < 1 for h in c.hidden_dims):
-        yield f"--hidden-dims needs one or more positive sizes (got {list(c.hidden_dims)})"
+    if c.sigma_max_change is not None and not 0 < c.sigma_max_change < 1:
+        yield f"--sigma-max-change is a fraction: give a value in (0, 1) (got {c.sigma_max_change})"
+    if c.top_directions is not None and c.top_directions < 0:
+        yield f"--top-directions must be >= 0 (got {c.top_directions}); 0 keeps every direction"
+    if c.top_directions and c.top_directions > c.population_size // 2:
+        yield (f"--top-directions {c.top_directions} is more than the "
+               f"{c.population_size // 2} directions of --population-size {c.population_size}:"
+               " lower it or raise --population-size")  # fmt: skip
+    if any(h < 1 for h in c.hidden_dims):
+        yield f"--hidden-dims needs positive sizes, or linear (got {list(c.hidden_dims)})"
     if c.discretize_actions and c.ac_bins < 2:
         yield f"--ac-bins must be >= 2 with --discretize-actions (got {c.ac_bins})"
-    if c.return_proc_mode not in RETURN_PROC_MODES:
+    if c.return_proc_mode not in (*RETURN_PROC_MODES, None):
         yield f"--return-proc-mode must be one of {', '.join(RETURN_PROC_MODES)}"
     if c.nonlin not in NONLINEARITIES:
         yield f"--nonlin must be one of {', '.join(NONLINEARITIES)}"
     if c.optimizer not in OPTIMIZERS:
         yield f"--optimizer must be one of {', '.join(OPTIMIZERS)}"
-    if c.return_proc_mode != "centered_rank" and not c.fitness_shaping:
+    if c.return_proc_mode not in ("centered_rank", None) and c.fitness_shaping is False:
         yield (
             f"--return-proc-mode {c.return_proc_mode} has no effect with --no-fitness-shaping: "
             "turn fitness shaping on or leave the mode at centered_rank"

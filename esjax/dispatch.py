@@ -116,9 +116,10 @@ class WorkerPool(Protocol):
     def workers(self) -> list[int]:
         """The slots that take work now."""
 
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
-        """Every worker (and every later replacement) runs generation ``gen`` with these;
-        workers drop the episodes of older generations they still hold."""
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
+        """Every worker (and every later replacement) runs generation ``gen`` with these
+        (``sigma``: the perturbation scale, a float or (P,); None: the one the workers
+        started with); workers drop the episodes of older generations they still hold."""
 
     def send(self, worker: int, ep: Episode) -> None:
         """Queue ``ep`` on ``worker``."""

@@ -23,8 +23,10 @@ LOG_FIELDS = (
     "GenRewMax", "EvalBestSoFar", "GradNorm", "UpdateRatio", "StepsPerSec", "WorkerRestarts",
     "EnvTimeFrac", "GlueTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
     "PeriodicEvalRewMean", "PeriodicEvalRewStd", "PeriodicEvalLenMean", "PeriodicEvalCount",
-    "PeriodicEvalStepsSoFar", "NodesLost", "NodesJoined",
+    "PeriodicEvalStepsSoFar", "NodesLost", "NodesJoined", "SigmaMean",
 )  # fmt: skip
+# SigmaMean: the mean perturbation scale after the update (--noise-stdev for openai-es and
+# ars; the mean of PGPE's learned σ per parameter).
 # PeriodicEval*: --eval-episodes noiseless episodes of the θ this generation started from
 # (the θ that generation - 1's update produced; generation 0: the initial θ).
 # NodesLost / NodesJoined: machines of a Ray cluster lost / taken in during the generation
@@ -74,6 +76,7 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> di
         "EvalBestSoFar": state.best_eval if state.best_eval > -math.inf else nan,
         "GradNorm": float(tell_info.grad_norm),
         "UpdateRatio": float(tell_info.update_ratio),
+        "SigmaMean": float(tell_info.sigma_mean),
         "StepsPerSec": int(lengths.sum() + eval_lens.sum() + periodic_lens.sum()) / dt,
         "WorkerRestarts": gen.restarts,
         "EnvTimeFrac": sum(r.time_env for r in used) / (workers * dt),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import optax
 
-OPTIMIZERS = ("adam", "sgd")
+from esjax.core.clipup import clipup
+
+OPTIMIZERS = ("adam", "sgd", "clipup")
 
 
 def make_optimizer(
@@ -15,6 +17,7 @@ def make_optimizer(
     momentum: float = 0.9,
     weight_decay: bool = True,
     l2coeff: float = 0.005,
+    max_speed: float | None = None,
 ) -> optax.GradientTransformation:
     """Optimizer for a loss gradient (the ES trainer feeds it minus the ascent direction).
 
@@ -24,7 +27,9 @@ def make_optimizer(
       ``lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + ε)``: its ε is in effect
       ``ε / sqrt(1 - b2^t)`` (up to 32x larger on the first step). The two agree unless
       gradients are as small as ~1e-7 in the first steps.
-    - ``sgd``: momentum as in the reference, ``v <- m v + (1 - m) g``, step ``-lr v``.
+    - ``sgd``: momentum as in the reference, ``v <- m v + (1 - m) g``, step ``-lr v``
+      (momentum 0: plain SGD, ``-lr g``: ARS's step).
+    - ``clipup``: ``esjax.core.clipup`` with step ``lr``, ``momentum`` and ``max_speed``.
     - ``gradient_optimizer=False``: plain ascent, step ``-lr g``.
     Weight decay adds ``l2coeff * theta`` to the gradient first (an L2 pull toward zero)
     in every case.
@@ -36,6 +41,8 @@ def make_optimizer(
         parts.append(optax.sgd(learning_rate))
     elif name == "adam":
         parts.append(optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8))
+    elif name == "clipup":
+        parts.append(clipup(learning_rate, max_speed, momentum))
     else:
         parts += [optax.ema(momentum, debias=False), optax.scale(-learning_rate)]
     return optax.chain(*parts)

@@ -77,8 +77,11 @@ def normc(key: jax.Array, shape: tuple[int, int], std: float) -> jax.Array:
 
 
 def policy_init(key: jax.Array, spec: PolicySpec) -> jax.Array:
-    """Initial flat θ (P,): normc(1.0) hidden layers, normc(0.01) output layer, zero biases."""
+    """Initial flat θ (P,): normc(1.0) hidden layers, normc(0.01) output layer, zero
+    biases; a linear policy (no hidden layer) starts at zero, as in ARS."""
     shapes = spec.layer_shapes
+    if not spec.hidden_dims:
+        return jnp.zeros(spec.num_params, jnp.float32)
     keys = jax.random.split(key, len(shapes))
     parts = []
     for i, (k, (n_in, n_out)) in enumerate(zip(keys, shapes)):

@@ -203,8 +203,8 @@ class LocalPool:
         self._spawn(slot)
         return True
 
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
-        self._params = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std)
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
+        self._params = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std, sigma)
         for q in self.task_qs:
             q.put(self._params)
 

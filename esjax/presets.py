@@ -50,6 +50,6 @@ def load_preset(name: str, folder: Path = PRESET_DIR) -> dict[str, Any]:
         raise ConfigError(f"preset {path} sets unknown option(s) {unknown}: fix the file")
     if "env" not in values:
         raise ConfigError(f'preset {path} names no env: add env = "..." to it')
-    if "hidden_dims" in values:
-        values["hidden_dims"] = tuple(values["hidden_dims"])
+    if isinstance(values.get("hidden_dims"), list):
+        values["hidden_dims"] = tuple(values["hidden_dims"])  # or the word "linear"
     return values

@@ -151,16 +151,16 @@ class RolloutActor:
         return {"node": self.node_id, "pid": os.getpid(), "table_address": self.table.ctypes.data}
 
     def submit(self, gen: int, params: list, episodes: list) -> None:
-        """Episodes of generation ``gen``; ``params``: [ref to (θ, ob_mean, ob_std)],
+        """Episodes of generation ``gen``; ``params``: [ref to (θ, ob_mean, ob_std, σ)],
         fetched once per generation. Episodes of a generation older than the newest
         seen are dropped as stale (an "aborted" message), whatever order calls ran in."""
         import ray
 
         with self.lock:
             if gen > self.gen:
-                theta, ob_mean, ob_std = ray.get(params[0])
+                theta, ob_mean, ob_std, sigma = ray.get(params[0])
                 self.gen = gen
-                self.inbox.put(("params", gen, theta, ob_mean, ob_std))
+                self.inbox.put(("params", gen, theta, ob_mean, ob_std, sigma))
             elif gen < self.gen:
                 if episodes:
                     self.outbox.put(("aborted", len(episodes), 0))
@@ -474,12 +474,12 @@ class RayPool:
     def num_workers(self) -> int:
         return len(self.actors)
 
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std) -> None:
-        """θ of generation ``gen`` goes into the object store once; every actor fetches
-        it with its next ``submit``. Between generations, new nodes are taken in."""
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
+        """θ (and σ) of generation ``gen`` go into the object store once; every actor
+        fetches them with its next ``submit``. Between generations, new nodes are taken in."""
         self._poll_nodes()
         ref = self.ray.put((np.asarray(theta, np.float32), np.asarray(ob_mean, np.float32),
-                            np.asarray(ob_std, np.float32)))  # fmt: skip
+                            np.asarray(ob_std, np.float32), sigma))  # fmt: skip
         self._params = (gen, [ref])
         for slot, actor in self.actors.items():
             actor.submit.remote(gen, [ref], [])  # drops its stale episodes now

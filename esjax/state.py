@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from esjax.config import Config, ConfigError, load_run_config
+from esjax.core.ars import make_ars
 from esjax.core.es import ES, ESState, make_es
 from esjax.core.obstat import ObStat, obstat_init, obstat_mean_std
+from esjax.core.pgpe import PGPEState, make_pgpe
 from esjax.envs import EnvInfo, env_info
 from esjax.optim import make_optimizer
 from esjax.policy import PolicySpec, policy_init
@@ -27,7 +29,7 @@ from esjax.policy import PolicySpec, policy_init
 class RunState(NamedTuple):
     """Everything the next generation depends on (one value; replaced, never mutated)."""
 
-    es: ESState  # θ (P,) float32 and the optimizer's state
+    es: ESState | PGPEState  # θ (P,) float32, the optimizer's state (and PGPE's σ (P,))
     obstat: ObStat  # running observation statistics (float64)
     generation: int  # generations completed
     episodes: int  # training episodes the updates used
@@ -59,11 +61,21 @@ def policy_spec(cfg: Config, info: EnvInfo) -> PolicySpec:
 
 
 def build_es(cfg: Config, num_params: int) -> ES:
-    """The ES (init/ask/tell) with ``cfg``'s optimizer and options."""
+    """The strategy (``--algo``: init/ask/tell/sigma) with ``cfg``'s optimizer and options."""
     optimizer = make_optimizer(
         cfg.optimizer, cfg.learning_rate, gradient_optimizer=cfg.gradient_optimizer,
         momentum=cfg.momentum, weight_decay=cfg.weight_decay, l2coeff=cfg.l2coeff,
+        max_speed=cfg.max_speed,
     )  # fmt: skip
+    if cfg.algo == "ars":
+        return make_ars(num_params, optimizer, noise_stdev=cfg.noise_stdev,
+                        top_directions=cfg.top_directions)  # fmt: skip
+    if cfg.algo == "pgpe":
+        return make_pgpe(
+            num_params, optimizer, init_radius=cfg.init_radius, sigma_lr=cfg.sigma_lr,
+            sigma_max_change=cfg.sigma_max_change, return_proc_mode=cfg.return_proc_mode,
+            fitness_shaping=cfg.fitness_shaping,
+        )  # fmt: skip
     return make_es(
         num_params, optimizer, noise_stdev=cfg.noise_stdev,
         mirrored_sampling=cfg.mirrored_sampling, fitness_shaping=cfg.fitness_shaping,
@@ -102,9 +114,11 @@ _COUNTERS = {
 def state_to_tree(s: RunState) -> dict:
     """The state as a tree of numpy arrays (what a checkpoint stores)."""
     theta, mean, std = s.gen_policy
+    extra = {"sigma": np.asarray(s.es.sigma)} if isinstance(s.es, PGPEState) else {}
     return {
         "theta": np.asarray(s.es.theta),
         "opt_state": jax.tree.map(np.asarray, s.es.opt_state),
+        **extra,
         "obstat": {
             "sum": np.asarray(s.obstat.sum, np.float64),
             "sumsq": np.asarray(s.obstat.sumsq, np.float64),
@@ -118,8 +132,9 @@ def state_to_tree(s: RunState) -> dict:
 def state_from_tree(tree: dict) -> RunState:
     """Inverse of ``state_to_tree`` (θ and the optimizer state as JAX arrays)."""
     o, c, p = tree["obstat"], tree["counters"], tree["gen_policy"]
+    es = (jnp.asarray(tree["theta"]), jax.tree.map(jnp.asarray, tree["opt_state"]))
     return RunState(
-        es=ESState(jnp.asarray(tree["theta"]), jax.tree.map(jnp.asarray, tree["opt_state"])),
+        es=PGPEState(*es, jnp.asarray(tree["sigma"])) if "sigma" in tree else ESState(*es),
         obstat=ObStat(np.asarray(o["sum"]), np.asarray(o["sumsq"]), float(o["count"])),
         gen_policy=(np.asarray(p["theta"]), np.asarray(p["ob_mean"]), np.asarray(p["ob_std"])),
         **{k: (int if t is np.int64 else float)(c[k]) for k, t in _COUNTERS.items()},
@@ -130,8 +145,8 @@ def check_meta(cfg: Config, num_params: int, meta: dict) -> None:
     """ConfigError unless a checkpoint's metadata describes ``cfg``'s env and policy."""
     saved = meta.get("config", {})
     mine = cfg.to_dict()
-    for key in ("env", "hidden_dims", "discretize_actions", "ac_bins", "optimizer"):
-        if saved.get(key) != mine[key]:
+    for key in ("env", "algo", "hidden_dims", "discretize_actions", "ac_bins", "optimizer"):
+        if saved.get(key, "openai-es" if key == "algo" else None) != mine[key]:
             raise ConfigError(
                 f"the checkpoint was written with {key}={saved.get(key)!r} but config.json "
                 f"says {mine[key]!r}: restore config.json or start a new run"

@@ -10,14 +10,16 @@ import shutil
 import signal
 import sys
 import time
+import types
 from pathlib import Path
-from typing import get_type_hints
+from typing import get_args, get_type_hints
 
 from esjax.config import (
     RESUMABLE_OVERRIDES,
     Config,
     ConfigError,
     envs_per_worker_arg,
+    hidden_dims_arg,
     load_run_config,
 )
 
@@ -27,6 +29,20 @@ def _envs_per_worker(text: str) -> int:
         return envs_per_worker_arg(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _hidden_dims(text: str) -> int | str:
+    try:
+        return hidden_dims_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _value_type(typ):
+    """``X`` of an option typed ``X | None`` (None: the strategy's default), else ``typ``."""
+    if isinstance(typ, types.UnionType):
+        return next(t for t in get_args(typ) if t is not type(None))
+    return typ
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -54,11 +70,11 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = argparse.SUPPRESS if suppress_defaults else f.default
         kw = dict(default=default, help=f.metadata["help"], dest=f.name)
-        typ = hints[f.name]
+        typ = _value_type(hints[f.name])
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "hidden_dims":
-            kw.update(type=int, nargs="+", metavar="N")
+            kw.update(type=_hidden_dims, nargs="+", metavar="{N,linear}")
         elif f.name == "envs_per_worker":
             kw.update(type=_envs_per_worker, metavar="{auto,N}")
             if not suppress_defaults:

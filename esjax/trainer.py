@@ -65,6 +65,7 @@ class Trainer:
                 f"{self.num_params:,} parameters: enlarge the table or shrink --hidden-dims"
             )
         es = build_es(cfg, self.num_params)
+        self.es = es
         self.state: RunState = initial_state(cfg, self.info, es)
         self._tell = jax.jit(es.tell)
         self.units = UnitSequence(
@@ -189,7 +190,7 @@ class Trainer:
         t0 = time.perf_counter()
         theta = np.asarray(s.theta)
         ob_mean, ob_std = obstat_mean_std(s.obstat)
-        self.pool.broadcast_params(s.generation, theta, ob_mean, ob_std)
+        self.pool.broadcast_params(s.generation, theta, ob_mean, ob_std, self._sigma())
         n_eval = self.periodic_evals(s.generation)
         gen = self.dispatcher.collect(
             s.generation, self.units.with_evals(s.generation, n_eval), cfg.population_size,
@@ -221,6 +222,12 @@ class Trainer:
         row["NodesJoined"] = joined - self._pool_counts[1]
         self._pool_counts = (lost, joined)
         return row
+
+    def _sigma(self):
+        """The perturbation scale of the current state, for the workers: a float, or
+        PGPE's σ (P,) float32 (it travels with θ, once per generation)."""
+        sigma = self.es.sigma(self.state.es)
+        return float(sigma) if np.ndim(sigma) == 0 else np.asarray(sigma, np.float32)
 
     def periodic_evals(self, generation: int) -> int:
         """Evaluation episodes of θ that ``generation`` runs (--eval-every, --eval-episodes)."""

@@ -10,7 +10,8 @@ queue and a ``send`` function, which the backends provide: a process of
 Messages, worker -> trainer (tuples; the pool adds the worker's slot after the kind):
   ("ready",) | ("result", EpisodeResult) | ("aborted", episodes, steps)
   | ("nonfinite", Episode) | ("alive",) (a heartbeat while busy) | ("error", traceback)
-Trainer -> worker: ("params", gen, theta, ob_mean, ob_std) | ("episode", Episode) | ("stop",)
+Trainer -> worker: ("params", gen, theta, ob_mean, ob_std, sigma) | ("episode", Episode)
+  | ("stop",)   (sigma: the perturbation scale, a float or PGPE's (P,) vector)
 
 A row's action depends only on its own observation and weights, never on its slot or on
 the other rows of the batch (tests/test_worker.py), and an environment's episode only on
@@ -138,6 +139,7 @@ class EpisodeRunner:
             for i, o in spec.layer_shapes
         ]
         self.theta = np.zeros(spec.num_params, np.float32)
+        self.sigma = noise_stdev  # the perturbation scale: a float, or (P,) float32
         self.ob_mean = np.zeros(ob_dim, np.float32)
         self.ob_std = np.ones(ob_dim, np.float32)
         self.pending: deque[Episode] = deque()
@@ -164,11 +166,17 @@ class EpisodeRunner:
     def busy(self) -> bool:
         return bool(self.pending or self.slots)
 
-    def set_params(self, gen: int, theta, ob_mean, ob_std) -> list[tuple]:
-        """θ and observation statistics of generation ``gen``; drops episodes of older
-        generations (their results could not be used): an "aborted" message if any."""
+    def set_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> list[tuple]:
+        """θ and observation statistics of generation ``gen``, and the perturbation scale
+        ``sigma`` (a float, or (P,) for PGPE; None: the ``noise_stdev`` given at start);
+        drops episodes of older generations (their results could not be used): an
+        "aborted" message if any."""
         self.gen = gen
         self.theta = np.asarray(theta, np.float32)
+        if sigma is None:
+            self.sigma = self.noise_stdev
+        else:
+            self.sigma = sigma if np.ndim(sigma) == 0 else np.asarray(sigma, np.float32)
         self.ob_mean = np.asarray(ob_mean, np.float32)
         self.ob_std = np.asarray(ob_std, np.float32)
         stale = [k for k in self.slots if self.episodes[k].gen < gen]
@@ -198,7 +206,7 @@ class EpisodeRunner:
                 break
             ep = self.pending.popleft()
             eps = self.noise[ep.offset : ep.offset + spec.num_params]
-            flat = perturb(self.theta, eps, ep.sign, self.noise_stdev)
+            flat = perturb(self.theta, eps, ep.sign, self.sigma)
             for (w_all, b_all), (w, b) in zip(self.stacked, unravel(spec, flat)):
                 w_all[k] = w
                 b_all[k] = b

@@ -104,7 +104,8 @@ def run_seed(env: str, preset: str, seed: int, max_timesteps: int, runs_dir: Pat
     """Train one seed and read its curve."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(preset, seed, max_timesteps, runs_dir, extra)
-    output = runs_dir / f"{preset}_seed{seed}.out"
+    name = f"{env}_{Path(preset).stem}" if preset.endswith(".toml") else preset
+    output = runs_dir / f"{name}_seed{seed}.out"
     run_dir, wall = run_training(command, output)
     shown = ["python", *command[1:]]
     return RunResult(env, seed, shown, str(run_dir), wall, **eval_curve(run_dir))

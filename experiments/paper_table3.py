@@ -4,7 +4,8 @@
     python -m experiments.paper_table3 --envs Hopper-v5 --seeds 0 1 --max-steps 1e7
     python -m experiments.paper_table3 --quick --out /tmp/t3   # tiny budgets: a smoke test
 
-Each env trains with its preset (``experiments/presets/ENV.toml``) for each seed, at most
+Each env trains with its OpenAI-ES settings (``experiments/strategies/ENV/openai-es.toml``,
+what its preset was before ARS and PGPE) for each seed, at most
 ``--budget-frac`` x the paper's ES timesteps (and ``--max-steps``), and stops early once
 θ's evaluation reaches TRPO's score. Results accumulate in ``OUT/table3_runs.json`` (a
 later call replaces the (env, seed) runs it repeats) and ``OUT/table3.md`` is rewritten
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "--extra",
         nargs=argparse.REMAINDER,
         default=[],
-        help="flags passed on to esjax.train (after the preset's)",
+        help="flags passed on to esjax.train (after the openai-es probe's)",
     )
     args = p.parse_args(argv)
     if args.quick and args.out == p.get_default("out"):
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra += QUICK_FLAGS
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                result: RunResult = run_seed(env, env, seed, steps, args.runs_dir, extra)
+                probe = str(REPO / "experiments" / "strategies" / env / "openai-es.toml")
+                result: RunResult = run_seed(env, probe, seed, steps, args.runs_dir, extra)
                 new.append(result.to_dict())
                 best = max(result.eval_mean, default=math.nan)
                 print(f"{env} seed {seed}: best evaluation {best:.1f}, "

@@ -35,7 +35,7 @@ def error_line(proc):
         (["--noise-stdev", "0"], "--noise-stdev must be > 0"),
         (["--learning-rate", "-1"], "--learning-rate must be > 0"),
         (["--discretize-actions", "--ac-bins", "1"], "--ac-bins must be >= 2"),
-        (["--hidden-dims", "0"], "--hidden-dims needs one or more positive sizes"),
+        (["--hidden-dims", "0"], "--hidden-dims needs positive sizes, or linear"),
         (["--no-fitness-shaping", "--return-proc-mode", "sign"], "no effect"),
         (["--nonlin", "sigmoid"], "invalid choice"),
         (["--envs-per-worker", "0"], "--envs-per-worker must be >= 1"),

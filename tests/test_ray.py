@@ -130,6 +130,16 @@ def test_one_table_per_node_built_there_and_checked(cluster):
         pool.close()
 
 
+def test_ray_pgpe_sends_sigma_and_matches_the_local_pool_bit_for_bit(cluster):
+    """PGPE's σ per parameter travels with θ through the object store."""
+    pgpe = dict(algo="pgpe", max_speed=0.05)
+    ref_rows, ref_theta, _, _ = run(Config(**SMALL, **pgpe, num_workers=2), generations=2)
+    rows, theta, _, _ = run(ray_cfg(cluster, **pgpe), generations=2)
+    assert columns(rows) == columns(ref_rows)
+    assert [r["SigmaMean"] for r in rows] == [r["SigmaMean"] for r in ref_rows]
+    assert np.array_equal(theta, ref_theta)
+
+
 def test_ray_gives_the_local_pools_results_bit_for_bit(cluster, local_reference):
     rows, theta, collected, slot_node = run(ray_cfg(cluster))
     ref_rows, ref_theta, _, _ = local_reference

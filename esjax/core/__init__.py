@@ -1,5 +1,12 @@
-"""Pure JAX core of esjax: no I/O, no processes, no environments."""
+"""Pure core of esjax: no I/O, no processes, no environments (JAX; ``obstat`` is NumPy).
 
+Strategies, each an ``ES(init, ask, tell, sigma)`` on the shared noise table:
+``make_es`` (OpenAI-ES), ``make_ars`` (ARS V2-t), ``make_pgpe`` (PGPE, σ per parameter);
+``clipup`` is an optax transform any of them can use.
+"""
+
+from esjax.core.ars import make_ars, top_directions_mask
+from esjax.core.clipup import ClipUpState, clipup
 from esjax.core.es import ES, ESState, TellInfo, make_es
 from esjax.core.fitness import (
     RETURN_PROC_MODES,
@@ -23,10 +30,18 @@ from esjax.core.obstat import (
     obstat_mean_std,
     obstat_merge,
 )
+from esjax.core.pgpe import PGPEState, make_pgpe, pgpe_gradients
 
 __all__ = [
+    "ClipUpState",
     "ES",
     "ESState",
+    "PGPEState",
+    "clipup",
+    "make_ars",
+    "make_pgpe",
+    "pgpe_gradients",
+    "top_directions_mask",
     "ObStat",
     "RETURN_PROC_MODES",
     "TellInfo",

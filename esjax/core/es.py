@@ -1,8 +1,10 @@
-"""OpenAI-style ES as a triple of pure functions: ``init``, ``ask``, ``tell``.
+"""OpenAI-style ES as pure functions: ``init``, ``ask``, ``tell`` (and ``sigma``).
 
 The caller decides where ``jax.jit`` goes. Nothing here does I/O or knows about
 environments: ``ask`` names perturbations by noise-table offset, ``tell`` turns the
-returns measured for them into one optimizer step.
+returns measured for them into one optimizer step. Every strategy of esjax (this one,
+``esjax.core.ars``, ``esjax.core.pgpe``) is an ``ES`` of the same four functions, so the
+trainer, the workers and the checkpoints treat them alike.
 """
 
 from __future__ import annotations
@@ -27,18 +29,43 @@ class ESState(NamedTuple):
 
 
 class TellInfo(NamedTuple):
-    """Diagnostics of one update: gradient norm and |step| / |theta| (both scalars)."""
+    """Diagnostics of one update (scalars): the norm of the ascent direction handed to the
+    optimizer, |step| / |theta|, and the mean perturbation scale σ after the update."""
 
     grad_norm: jax.Array
     update_ratio: jax.Array
+    sigma_mean: jax.Array
 
 
 class ES(NamedTuple):
-    """The algorithm's pure functions (see ``make_es``)."""
+    """A strategy's pure functions (see ``make_es``, ``make_ars``, ``make_pgpe``).
 
-    init: Callable[[jax.Array], ESState]
+    ``sigma(state)`` is the scale the workers perturb θ with, θ ± sigma ⊙ ε: a Python
+    float for a fixed σ, or an array (P,) float32 for a learned σ per parameter."""
+
+    init: Callable[[jax.Array], NamedTuple]
     ask: Callable[..., tuple[jax.Array, jax.Array]]
-    tell: Callable[..., tuple[ESState, TellInfo]]
+    tell: Callable[..., tuple[NamedTuple, TellInfo]]
+    sigma: Callable[[NamedTuple], float | jax.Array]
+
+
+def step_info(g: jax.Array, updates: jax.Array, theta: jax.Array, sigma) -> TellInfo:
+    """TellInfo of a step ``updates`` taken from ``theta`` along ascent direction ``g``."""
+    return TellInfo(jnp.linalg.norm(g), jnp.linalg.norm(updates) / jnp.linalg.norm(theta),
+                    jnp.mean(jnp.asarray(sigma, jnp.float32)))  # fmt: skip
+
+
+def mirrored_ask(num_params: int, signs: jax.Array, sigma: Callable):
+    """``ask(key, state, table, n)`` -> (offsets (n,), candidates (n, len(signs), P)):
+    θ + sign σ ε for n noise vectors, σ = ``sigma(state)`` (a scalar or (P,))."""
+
+    def ask(key, state, table: jax.Array, n: int):
+        offsets = sample_offsets(key, n, table.shape[0], num_params)
+        eps = get_noise_batch(table, offsets, num_params)
+        candidates = perturb(state.theta, eps[:, None, :], signs[None, :, None], sigma(state))
+        return offsets, candidates
+
+    return ask
 
 
 def make_es(
@@ -66,11 +93,8 @@ def make_es(
         theta = jnp.asarray(theta, jnp.float32)
         return ESState(theta, optimizer.init(theta))
 
-    def ask(key, state: ESState, table: jax.Array, n: int):
-        offsets = sample_offsets(key, n, table.shape[0], num_params)
-        eps = get_noise_batch(table, offsets, num_params)
-        candidates = perturb(state.theta, eps[:, None, :], signs[None, :, None], noise_stdev)
-        return offsets, candidates
+    def sigma(state: ESState) -> float:
+        return noise_stdev
 
     def tell(state: ESState, table, offsets, returns, sign_returns=None, mask=None):
         returns = jnp.asarray(returns, jnp.float32)
@@ -89,7 +113,6 @@ def make_es(
         # ES maximizes returns; optax minimizes a loss. This is the one sign flip.
         updates, opt_state = optimizer.update(-g, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
-        info = TellInfo(jnp.linalg.norm(g), jnp.linalg.norm(updates) / jnp.linalg.norm(state.theta))
-        return ESState(theta, opt_state), info
+        return ESState(theta, opt_state), step_info(g, updates, state.theta, noise_stdev)
 
-    return ES(init, ask, tell)
+    return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)

@@ -15,9 +15,10 @@ def _rows_per_step(dim: int) -> int:
 
 
 def weighted_noise_sum(
-    table: jax.Array, offsets: jax.Array, weights: jax.Array, dim: int
+    table: jax.Array, offsets: jax.Array, weights: jax.Array, dim: int, squared: bool = False
 ) -> jax.Array:
-    """``sum_i weights[i] * table[offsets[i]:offsets[i] + dim]``, shape (dim,) float32.
+    """``sum_i weights[i] * table[offsets[i]:offsets[i] + dim]``, shape (dim,) float32
+    (with ``squared``, of the rows' elementwise squares: PGPE's σ gradient).
 
     ``offsets`` (N,) int, ``weights`` (N,) float. Adds one row at a time into the
     accumulator (a few rows unrolled per scan step), so each noise value is read once and
@@ -33,7 +34,8 @@ def weighted_noise_sum(
     def step(acc, chunk):
         offs, w = chunk
         for j in range(unroll):
-            acc = acc + w[j] * get_noise(table, offs[j], dim)
+            row = get_noise(table, offs[j], dim)
+            acc = acc + w[j] * (row * row if squared else row)
         return acc, None
 
     total, _ = jax.lax.scan(step, jnp.zeros((dim,), jnp.float32), (offsets, weights))
