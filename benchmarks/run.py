@@ -27,7 +27,7 @@ from esjax.provenance import git_commit, machine  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 # (env, hidden dims, goal for the ratio to raw random). 256x256 was the default policy
-# when BENCHMARKS.md was measured, and is the largest one a preset uses (Humanoid's);
+# when BENCHMARKS.md was measured, and is the ES paper's Humanoid network;
 # the default is now 64x64, which spends less on inference per step.
 CASES = [
     ("AntBulletEnv-v0", (256, 256), 0.95),

@@ -35,6 +35,7 @@ TARGETS = {
     "InvertedPendulum-v5": (1000.0, 2.28e5, "TRPO's score; budget 0.5x the paper's ES steps"),
     "InvertedDoublePendulum-v5": (9104.07, 2.7e6, "TRPO's score; 0.5x the paper's ES steps"),
     "AntBulletEnv-v0": (1500.0, 5e6, "walking, not standing (issue 16's goal)"),
+    "InvertedPendulumBulletEnv-v0": (950.0, 4e5, "the registered threshold; the learning test"),
 }
 
 
@@ -60,7 +61,10 @@ def run(probe: str, seeds: list[int], max_steps: float, out: Path, quick: bool) 
     env, algo = probe.split("/")
     target, goal_steps, _ = TARGETS[env]
     budget = int(max_steps or goal_steps)
-    extra = QUICK_FLAGS if quick else ["--target-return", str(target)]
+    # Quick: QUICK_FLAGS but the probe's population (ARS's --top-directions must fit in it).
+    i = QUICK_FLAGS.index("--population-size")
+    quick_flags = QUICK_FLAGS[:i] + QUICK_FLAGS[i + 2 :]
+    extra = quick_flags if quick else ["--target-return", str(target)]
     runs_dir = (out if quick else REPO) / "runs" / "strategies"
     results = []
     for seed in seeds:
