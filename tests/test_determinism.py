@@ -32,11 +32,10 @@ def run(hidden, workers, envs):
 
 @pytest.mark.parametrize(
     "hidden, layouts",
-    [
-        ((32, 32), [(2, 2), (3, 8), (1, 8), (2, 1)]),
-        ((256, 256), [(2, 2), (3, 8)]),
-    ],
-    ids=["32x32", "256x256"],
+    # (A 256x256 case passed before the contact fix too, so it tested nothing more; the
+    # same property for every strategy: tests/test_strategies.py and tests/test_golden.py.)
+    [((32, 32), [(2, 2), (3, 8), (1, 8), (2, 1)])],
+    ids=["32x32"],
 )
 def test_results_are_bit_identical_for_every_worker_layout(hidden, layouts):
     ref_log, ref_theta = run(hidden, 1, 1)
