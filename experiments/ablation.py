@@ -5,7 +5,8 @@ library: ``Config`` + ``Trainer`` in this process, one run directory per variant
     python -m experiments.ablation --env InvertedDoublePendulum-v5 --timesteps 1000000
     python -m experiments.ablation --quick --out /tmp/ablation
 
-Every variant starts from the env's preset and changes one thing. Curves: θ's periodic
+Every variant starts from the env's OpenAI-ES settings
+(``experiments/strategies/ENV/openai-es.toml``) and changes one thing. Curves: θ's periodic
 evaluation (mean of 5 noiseless episodes) against env steps (``experiments.harness``).
 Writes ``OUT/ablation.md`` (steps to the target per variant) and ``OUT/ablation.png``.
 """
@@ -21,12 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from esjax.config import Config
+from esjax.config import Config, ConfigError
 from esjax.presets import load_preset
 from esjax.trainer import Trainer
 from experiments.harness import eval_curve, first_reach, git_commit, machine, median_reach
 
-VARIANTS = {  # name: the options it changes from the preset
+OPENAI_ES = Path(__file__).resolve().parent / "strategies"
+VARIANTS = {  # name: the options it changes from the openai-es settings
     "centered ranks (default)": {},
     "sign of rewards": {"return_proc_mode": "sign"},
     "centered ranks of reward signs": {"return_proc_mode": "centered_sign_rank"},
@@ -52,7 +54,8 @@ def train_variant(cfg: Config, run_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.ablation",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
-    p.add_argument("--env", default="InvertedPendulum-v5", help="a preset name")
+    p.add_argument("--env", default="InvertedPendulum-v5",
+                   help="an env with experiments/strategies/ENV/openai-es.toml")  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--timesteps", type=int, default=300_000, help="training budget per run")
     p.add_argument("--target", type=float, default=None,
@@ -60,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("experiments/results"))
     p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
     args = p.parse_args(argv)
-    base = Config(**load_preset(args.env))
+    try:
+        base = Config(**load_preset(str(OPENAI_ES / args.env / "openai-es.toml")))
+    except ConfigError as e:
+        p.error(str(e))
     base = dataclasses.replace(base, max_timesteps=args.timesteps, snapshot_freq=0,
                                keep_checkpoints=1, **(QUICK if args.quick else {}))  # fmt: skip
     target = args.target

@@ -30,7 +30,7 @@ __all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git
            "machine", "median_reach", "run_seed", "run_training", "train_command"]  # fmt: skip
 
 # Flags that shrink any run to 2 tiny generations: the scripts' --quick smoke tests.
-QUICK_FLAGS = ["--max-generations", "2", "--population-size", "4", "--timesteps-per-gen",
+QUICK_FLAGS = ["--max-generations", "2", "--population-size", "8", "--timesteps-per-gen",
                "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
 
 

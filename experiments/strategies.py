@@ -112,7 +112,9 @@ def report(out: Path, runs: list[dict], notes: str = "") -> Path:
         "return of its periodic noiseless evaluation episodes (the env's own reward: "
         "`--reward-shift` changes only what training ranks), run by the workers outside "
         "the training budget. Timesteps are every env step the training simulated before "
-        "that θ existed (evaluation episodes excluded). A run stops at the env's target. "
+        "that θ existed (evaluation episodes excluded). A run stops at the env's target or "
+        "its budget; *steps run* is the last evaluated θ's count (probes ran shorter "
+        "budgets than the goal's where the table says so). "
         "Medians are over seeds; a seed that never reached the target counts as "
         "infinitely late. The `openai-es` rows marked `table3` / `preset check` in the runs "
         "table are the earlier runs of `experiments.paper_table3` and "
@@ -121,9 +123,9 @@ def report(out: Path, runs: list[dict], notes: str = "") -> Path:
         "",
         f"- Machine: {machine()}",
         "",
-        "| env | target (budget) | probe | seeds reached | steps to target: median (per seed) "
-        "| best evaluation: median (per seed) | wall time per seed |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| env | target (goal's budget) | probe | steps run (largest) | seeds reached | steps to "
+        "target: median (per seed) | best evaluation: median (per seed) | wall time per seed |",
+        "| --- | --- | --- | ---: | --- | --- | --- | --- |",
     ]
     for env in envs:
         target, goal_steps, why = TARGETS[env]
@@ -132,8 +134,10 @@ def report(out: Path, runs: list[dict], notes: str = "") -> Path:
             med, reached = median_reach(pr, target)
             best = [max(r["eval_mean"], default=math.nan) for r in pr]
             n_ok = sum(x is not None for x in reached)
+            ran = max((r["steps"][-1] for r in pr if r["steps"]), default=0)
             lines.append(
-                f"| {env} | {target:g} ({goal_steps:.1e}) | `{probe}` | {n_ok}/{len(pr)} | "
+                f"| {env} | {target:g} ({goal_steps:.1e}) | `{probe}` | {ran:.2e} | "
+                f"{n_ok}/{len(pr)} | "
                 f"{_steps(med)} ({', '.join(_steps(x) for x in reached)}) | "
                 f"{sorted(best)[len(best) // 2]:.0f} ({', '.join(f'{b:.0f}' for b in best)}) | "
                 f"{', '.join(f'{w:.0f} s' for w in (r['wall_s'] for r in pr))} |"
