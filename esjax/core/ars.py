@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from esjax.core.es import ES, ESState, mirrored_ask, step_info
+from esjax.core.es import ES, ESState, ascend, mirrored_ask
 from esjax.core.gradient import weighted_noise_sum
 
 
@@ -73,9 +73,7 @@ def make_ars(
         returns = jnp.asarray(returns, jnp.float32)
         mask = jnp.ones(returns.shape, bool) if mask is None else mask
         g = ars_direction(table, offsets, returns, mask[:, 0], top_directions, num_params)
-        # ARS ascends the returns; optax minimizes a loss: the one sign flip.
-        updates, opt_state = optimizer.update(-g, state.opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, updates)
-        return ESState(theta, opt_state), step_info(g, updates, state.theta, noise_stdev)
+        theta, opt_state, info = ascend(optimizer, state.theta, state.opt_state, g, noise_stdev)
+        return ESState(theta, opt_state), info
 
     return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)

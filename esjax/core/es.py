@@ -55,6 +55,14 @@ def step_info(g: jax.Array, updates: jax.Array, theta: jax.Array, sigma) -> Tell
                     jnp.mean(jnp.asarray(sigma, jnp.float32)))  # fmt: skip
 
 
+def ascend(optimizer: optax.GradientTransformation, theta, opt_state, g, sigma):
+    """One optimizer step along the ascent direction ``g`` (P,): (new θ, new optimizer
+    state, TellInfo). Every strategy maximizes returns and optax minimizes a loss: this
+    is the one sign flip."""
+    updates, opt_state = optimizer.update(-g, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state, step_info(g, updates, theta, sigma)
+
+
 def mirrored_ask(num_params: int, signs: jax.Array, sigma: Callable):
     """``ask(key, state, table, n)`` -> (offsets (n,), candidates (n, len(signs), P)):
     θ + sign σ ε for n noise vectors, σ = ``sigma(state)`` (a scalar or (P,))."""
@@ -110,9 +118,7 @@ def make_es(
             noise_stdev,
             divide_by_stdev,
         )
-        # ES maximizes returns; optax minimizes a loss. This is the one sign flip.
-        updates, opt_state = optimizer.update(-g, state.opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, updates)
-        return ESState(theta, opt_state), step_info(g, updates, state.theta, noise_stdev)
+        theta, opt_state, info = ascend(optimizer, state.theta, state.opt_state, g, noise_stdev)
+        return ESState(theta, opt_state), info
 
     return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)

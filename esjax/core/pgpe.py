@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from esjax.core.es import ES, mirrored_ask, step_info
+from esjax.core.es import ES, ascend, mirrored_ask
 from esjax.core.fitness import shape_returns
 from esjax.core.gradient import weighted_noise_sum
 
@@ -80,12 +80,10 @@ def make_pgpe(
         sign_returns = returns if sign_returns is None else sign_returns
         shaped = shape_returns(returns, sign_returns, mask, return_proc_mode, fitness_shaping)
         g, g_sigma = pgpe_gradients(table, offsets, shaped, mask[:, 0], state.sigma, num_params)
-        # PGPE ascends the fitness; optax minimizes a loss: the one sign flip.
-        updates, opt_state = optimizer.update(-g, state.opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, updates)
         s = state.sigma
         new_sigma = jnp.clip(s + sigma_lr * g_sigma, (1 - sigma_max_change) * s,
                              (1 + sigma_max_change) * s).astype(jnp.float32)  # fmt: skip
-        return PGPEState(theta, opt_state, new_sigma), step_info(g, updates, state.theta, new_sigma)
+        theta, opt_state, info = ascend(optimizer, state.theta, state.opt_state, g, new_sigma)
+        return PGPEState(theta, opt_state, new_sigma), info
 
     return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)
