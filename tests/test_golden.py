@@ -1,24 +1,26 @@
-"""--algo openai-es (the default) computes what it did before ARS and PGPE existed.
+"""Golden runs: what esjax computes does not change when its code is restructured.
 
-The golden logs and θ in tests/golden/ were recorded on main at ad5c918 by
-``python -m tests.golden.record``; every deterministic log column and the final θ must
-be equal bit for bit, in another worker layout too.
+The logs and θ in tests/golden/ were recorded by ``python -m tests.golden.record`` (its
+docstring says on which commit); every deterministic log column and the final θ must be
+equal bit for bit, rerun in another worker layout. The Ray case is in tests/test_ray.py.
 """
-
-import csv
 
 import numpy as np
 import pytest
 
-from tests.golden.record import CASES, COLUMNS, HERE, run_case
+from tests.golden.record import columns, read_golden, run_case
+
+LAYOUTS = {  # case -> a worker layout other than the recorded one
+    "adam_default": dict(num_workers=2, envs_per_worker=1),
+    "sgd_options": dict(num_workers=2, envs_per_worker=1),
+    "pybullet_ars": dict(num_workers=1, envs_per_worker=3),
+    "mujoco_pgpe_resume": dict(num_workers=3, envs_per_worker=1),
+}
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_openai_es_matches_the_golden_run(name):
-    rows, theta = run_case(name, num_workers=2, envs_per_worker=1)
-    with open(HERE / f"{name}.csv", newline="") as f:
-        golden = list(csv.DictReader(f))
-    got = np.array([[float(r[c]) for c in COLUMNS] for r in rows])
-    want = np.array([[float(g[c]) for c in COLUMNS] for g in golden])
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(theta, np.load(HERE / f"{name}_theta.npy"))
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_a_run_matches_its_golden_record(name):
+    rows, theta = run_case(name, **LAYOUTS[name])
+    want_columns, want_theta = read_golden(name)
+    np.testing.assert_array_equal(columns(rows), want_columns)
+    np.testing.assert_array_equal(theta, want_theta)
