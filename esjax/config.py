@@ -40,6 +40,7 @@ def envs_per_worker_arg(text: str) -> int:
 
 
 ALGOS = ("openai-es", "ars", "pgpe")
+BACKENDS = ("local", "ray", "inline")
 
 # Each strategy's values for the options left unset (None). Only these strategies have
 # the options they list; giving one to another strategy is an error (see ONLY_FOR).
@@ -123,9 +124,10 @@ class Config:
     )
     backend: str = _opt(
         "local",
-        "Where the workers run: local (processes on this machine) or ray (actors on a Ray "
-        "cluster; needs esjax[ray]). Results are the same bit for bit.",
-        choices=("local", "ray"),
+        "Where the workers run: local (processes on this machine), ray (actors on a Ray "
+        "cluster; needs esjax[ray]) or inline (in the trainer's process, on one core: for "
+        "debuggers and profilers). Results are the same bit for bit.",
+        choices=BACKENDS,
     )
     ray_address: str = _opt(
         "",
@@ -136,7 +138,7 @@ class Config:
         0,
         "Environments each worker steps in lockstep (one policy call for all); 'auto' "
         "picks one wave of a generation's episodes per worker, capped so the slots' "
-        "perturbed weights stay cache-sized (esjax.worker.auto_envs_per_worker). Results "
+        "perturbed weights stay cache-sized (esjax.resolve.auto_envs_per_worker). Results "
         "do not depend on it.",
     )
     learning_rate: float | None = _opt(
@@ -335,8 +337,8 @@ def _problems(c: Config):
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
             yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
-    if c.backend not in ("local", "ray"):
-        yield f"--backend must be local or ray (got {c.backend})"
+    if c.backend not in BACKENDS:
+        yield f"--backend must be one of {', '.join(BACKENDS)} (got {c.backend})"
     if c.ray_address and c.backend != "ray":
         yield "--ray-address needs --backend ray"
     if c.eval_every < 0:
@@ -364,8 +366,8 @@ def _problems(c: Config):
             yield f"--{_flag(name)} must be > 0 (got {v})"
     if not 0 <= c.l2coeff < float("inf"):
         yield f"--l2coeff must be >= 0 (got {c.l2coeff})"
-    if c.ac_noise_std < 0:
-        yield f"--ac-noise-std must be >= 0 (got {c.ac_noise_std})"
+    if not 0 <= c.ac_noise_std < float("inf"):
+        yield f"--ac-noise-std must be a finite number >= 0 (got {c.ac_noise_std})"
     if not 0.0 <= c.momentum < 1.0:
         yield f"--momentum must be in [0, 1) (got {c.momentum})"
     if c.sigma_max_change is not None and not 0 < c.sigma_max_change < 1:

@@ -24,26 +24,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import jax
 import numpy as np
 
 from esjax.core.schedule import UNIT_BLOCK, eval_env_seeds, sample_units
-from esjax.worker import Episode, EpisodeResult
+from esjax.messages import Aborted, Episode, EpisodeResult, Finished, NonFinite, Received
+from esjax.transport import START_TIMEOUT_S, WorkerDied, WorkerError, WorkerPool
 
-
-class WorkerError(RuntimeError):
-    """A worker failed; the message carries its traceback or exit code."""
-
-
-class WorkerDied(WorkerError):
-    """Worker ``slot`` lost its process (killed, segfault); it can be restarted."""
-
-    def __init__(self, slot: int, exitcode: int | None, why: str | None = None):
-        super().__init__(f"worker {slot} died ({why or f'exit code {exitcode}'})")
-        self.slot, self.exitcode = slot, exitcode
-        self.why = why or f"exit code {exitcode}"
+__all__ = ["Dispatcher", "Generation", "NonFiniteError", "StopRequested", "UnitSequence",
+           "WorkerDied", "WorkerError", "WorkerPool"]  # fmt: skip
 
 
 class NonFiniteError(RuntimeError):
@@ -102,38 +92,6 @@ class UnitSequence:
         return episodes_of
 
 
-class WorkerPool(Protocol):
-    """What the dispatcher needs of a set of workers (``esjax.pool.LocalPool``,
-    ``esjax.ray_pool.RayPool``).
-
-    Workers are numbered by slot; each runs up to ``envs_per_worker`` episodes at once
-    and queues the rest in the order sent. ``workers()`` may lose slots (a machine gone)
-    and gain new ones (a machine joined), the latter only in ``broadcast_params``.
-    """
-
-    envs_per_worker: int
-
-    def workers(self) -> list[int]:
-        """The slots that take work now."""
-
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
-        """Every worker (and every later replacement) runs generation ``gen`` with these
-        (``sigma``: the perturbation scale, a float or (P,); None: the one the workers
-        started with); workers drop the episodes of older generations they still hold."""
-
-    def send(self, worker: int, ep: Episode) -> None:
-        """Queue ``ep`` on ``worker``."""
-
-    def recv(self, timeout: float) -> tuple | None:
-        """The next message as (kind, worker, *payload) (see ``esjax.worker``), None after
-        ``timeout`` seconds. Raises WorkerDied once a worker's process is gone, after
-        every message it sent before dying; WorkerError for a worker's exception."""
-
-    def restart(self, worker: int) -> bool:
-        """Replace ``worker``'s process; messages of the old one are never returned.
-        False if it cannot be replaced (its machine is gone): the slot is retired."""
-
-
 @dataclass
 class Generation:
     """What one generation collected: the prefix it uses and what it cost."""
@@ -159,7 +117,7 @@ class Dispatcher:
     MAX_CONSECUTIVE_RESTARTS = 3
     QUEUE_AHEAD = 2  # episodes queued per worker beyond its env slots: no slot waits on IPC
     STALL_TIMEOUT_S = 120.0
-    START_TIMEOUT_S = 300.0  # a replacement is silent while it starts (imports, envs)
+    START_TIMEOUT_S = START_TIMEOUT_S  # a replacement is silent while it starts (imports, envs)
 
     def __init__(self, pool: WorkerPool, stall_timeout_s: float = STALL_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic):  # fmt: skip
@@ -311,25 +269,25 @@ class _Collection:
             )
         ]  # fmt: skip
 
-    def receive(self, msg: tuple) -> None:
-        kind, w = msg[0], msg[1]
+    def receive(self, got: Received) -> None:
+        w, msg = got
         if w not in self.assigned:  # a slot retired or not yet in use: nothing of it counts
-            if kind == "result":
+            if isinstance(msg, Finished):
                 self.out.skipped += 1
-                self.out.env_steps += msg[2].length
+                self.out.env_steps += msg.result.length
             return
         self.heard[w] = self.d.clock()
         self.d.started[w] = True
-        if kind == "aborted":
-            self.out.skipped += msg[2]
-            self.out.env_steps += msg[3]
-        elif kind == "nonfinite":
+        if isinstance(msg, Aborted):
+            self.out.skipped += msg.episodes
+            self.out.env_steps += msg.steps
+        elif isinstance(msg, NonFinite):
             raise NonFiniteError(
                 f"the policy produced a non-finite action in generation {self.gen}: lower "
                 "--learning-rate or --noise-stdev, or check the environment's observations"
             )
-        elif kind == "result":
-            self._result(w, msg[2])
+        elif isinstance(msg, Finished):
+            self._result(w, msg.result)
 
     def _result(self, w: int, res: EpisodeResult) -> None:
         self.d.consecutive_restarts[w] = 0

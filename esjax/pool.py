@@ -1,9 +1,9 @@
 """The local worker pool: spawned processes on this machine and the shared-memory noise
 table they all read.
 
-``LocalPool`` implements ``esjax.dispatch.WorkerPool``. Each process runs an
-``esjax.worker.EpisodeRunner`` over ``envs_per_worker`` environments; the messages are
-those of ``esjax.worker`` (θ travels once per generation per worker).
+``LocalPool`` implements ``esjax.transport.WorkerPool``. Each process runs an
+``esjax.worker.EpisodeRunner`` over ``envs_per_worker`` environments, exchanging the
+messages of ``esjax.messages`` (θ travels once per generation per worker).
 
 Every worker has its own task queue and its own result pipe. A shared result queue would
 not survive a SIGKILL: a writer killed while holding the queue's write lock blocks every
@@ -20,30 +20,15 @@ import os
 import signal
 import time
 import traceback
-from collections import deque
+from collections.abc import Callable
 from multiprocessing import resource_tracker, shared_memory
-from typing import NamedTuple
 
 import numpy as np
 
 from esjax.core.noise import fill_noise_table
-from esjax.dispatch import WorkerDied, WorkerError
-from esjax.policy import PolicySpec
-from esjax.worker import Episode, EpisodeRunner, serve_episodes
-
-WORKER_START_TIMEOUT_S = 300.0
-
-
-class WorkerConfig(NamedTuple):
-    """Everything a worker needs to start (picklable, small)."""
-
-    env_id: str
-    spec: PolicySpec
-    noise_name: str
-    noise_size: int
-    noise_stdev: float
-    ac_noise_std: float
-    envs_per_worker: int
+from esjax.messages import Episode, Failed, Params, Ready, Run, Stop
+from esjax.transport import Transport
+from esjax.worker import WorkerConfig, make_runner, serve_episodes
 
 
 class SharedNoiseTable:
@@ -113,56 +98,52 @@ def _single_threaded_blas():
                 os.environ[v] = value
 
 
-def worker_main(cfg: WorkerConfig, task_q, conn) -> None:
-    """Entry point of a worker process: tasks from ``task_q``, messages out on ``conn``."""
+def worker_main(cfg: WorkerConfig, noise_name: str, task_q, conn) -> None:
+    """Entry point of a worker process: attach the noise table ``noise_name``, make the
+    envs, say Ready, then serve tasks from ``task_q``, messages out on ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and stops us
     _die_with_parent()
     try:
-        _serve(cfg, task_q, conn)
+        noise = SharedNoiseTable(cfg.noise_size, name=noise_name)
+        runner = make_runner(cfg, noise.array)
+        conn.send(Ready())
+        serve_episodes(runner, task_q, conn.send)
     except (BrokenPipeError, EOFError):
         pass  # the trainer is gone or closed our pipe: nothing left to report to
     except Exception:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            conn.send(Failed(traceback.format_exc()))
 
 
-def _serve(cfg: WorkerConfig, task_q, conn) -> None:
-    """Attach the noise table, make the envs, say ready, then serve episodes."""
-    from esjax.envs import make_env
-
-    noise = SharedNoiseTable(cfg.noise_size, name=cfg.noise_name)
-    envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
-    runner = EpisodeRunner(cfg.spec, envs, noise.array, cfg.noise_stdev, cfg.ac_noise_std)
-    conn.send(("ready",))
-    serve_episodes(runner, task_q, conn.send)
-
-
-class LocalPool:
-    """Starts, feeds, restarts and stops the worker processes; nothing outlives ``close``.
+class LocalPool(Transport):
+    """Starts, feeds, restarts and stops the worker processes and their noise table;
+    nothing outlives ``close``.
 
     Slots 0..n-1 are stable. Each process behind a slot has its own task queue and result
     pipe, both replaced with the process, so nothing a dead process sent can be mistaken
     for its replacement's work.
     """
 
-    def __init__(self, cfg: WorkerConfig, num_workers: int):
+    nodes_lost = nodes_joined = 0  # one machine
+
+    def __init__(self, cfg: WorkerConfig, num_workers: int, seed: int,
+                 log: Callable[[str], None] = print):  # fmt: skip
+        super().__init__()
         self._ctx = mp.get_context("spawn")
-        self.cfg = cfg
+        self.cfg, self.seed, self.log = cfg, seed, log
         self.num_workers, self.envs_per_worker = num_workers, cfg.envs_per_worker
         self.task_qs: list = [None] * num_workers
         self.conns: list = [None] * num_workers  # result pipes, trainer's (reading) end
         self.procs: list = [None] * num_workers
-        self._params = None
+        self.noise: SharedNoiseTable | None = None
+        self.table: np.ndarray | None = None
+        self._params: Params | None = None
         self.restarts = 0  # over the pool's life
-        self._buffer: deque[tuple[int, tuple]] = deque()  # (slot, message) read, not returned
-        self._dead: dict[int, int | None] = {}  # slot -> exit code, once its pipe hit EOF
 
     def _spawn(self, slot: int) -> None:
         q = self._ctx.Queue()
         reader, writer = self._ctx.Pipe(duplex=False)
-        p = self._ctx.Process(target=worker_main, args=(self.cfg, q, writer),
+        p = self._ctx.Process(target=worker_main, args=(self.cfg, self.noise.name, q, writer),
                               name=f"esjax-worker-{slot}", daemon=True)  # fmt: skip
         with _single_threaded_blas():
             p.start()
@@ -172,17 +153,17 @@ class LocalPool:
             q.put(self._params)
 
     def start(self) -> None:
-        """Start every worker and wait until all are ready (noise attached, envs made)."""
-        for slot in range(len(self.procs)):
+        """Build the noise table, start every worker and wait until all are ready."""
+        t0 = time.perf_counter()
+        self.noise = SharedNoiseTable(self.cfg.noise_size, seed=self.seed)
+        self.table = self.noise.array
+        size = self.cfg.noise_size
+        self.log(f"noise table: {size:,} floats ({4 * size / 1e9:.2f} GB) in "
+                 f"{time.perf_counter() - t0:.1f} s; policy: {self.cfg.spec.num_params:,} "
+                 "parameters")  # fmt: skip
+        for slot in range(self.num_workers):
             self._spawn(slot)
-        ready = set()
-        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while len(ready) < len(self.procs):
-            msg = self.recv(timeout=max(1.0, deadline - time.monotonic()))
-            if msg is None:
-                raise WorkerError(f"workers did not start within {WORKER_START_TIMEOUT_S:.0f} s")
-            if msg[0] == "ready":
-                ready.add(msg[1])
+        self.await_ready(set(range(self.num_workers)))
 
     def workers(self) -> list[int]:
         return list(range(self.num_workers))
@@ -191,8 +172,7 @@ class LocalPool:
         """Replace the process of ``slot`` (killing it if it still runs). Messages of the
         old process not yet returned by ``recv`` are dropped. Always True: this machine
         is still here."""
-        self._buffer = deque(m for m in self._buffer if m[0] != slot)
-        self._dead.pop(slot, None)
+        self._purge(slot)
         old_q = self.task_qs[slot]
         old_q.cancel_join_thread()
         old_q.close()
@@ -204,36 +184,14 @@ class LocalPool:
         return True
 
     def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
-        self._params = ("params", gen, np.asarray(theta, np.float32), ob_mean, ob_std, sigma)
+        self._params = Params(gen, np.asarray(theta, np.float32), ob_mean, ob_std, sigma)
         for q in self.task_qs:
             q.put(self._params)
 
     def send(self, slot: int, ep: Episode) -> None:
-        self.task_qs[slot].put(("episode", ep))
+        self.task_qs[slot].put(Run(ep))
 
-    def recv(self, timeout: float = 1.0):
-        """Next message from a worker as (kind, slot, *payload); None on timeout.
-
-        Raises WorkerError for a worker's exception (with its traceback, once) and
-        WorkerDied for a process that died, after every message it sent before dying has
-        been returned, so a failure never hangs the trainer and no finished work is lost."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._buffer:
-                slot, msg = self._buffer.popleft()
-                if msg[0] == "error":
-                    self._dead.pop(slot, None)  # reported once, with its traceback
-                    raise WorkerError(f"worker {slot} failed:\n{msg[1].rstrip()}")
-                return (msg[0], slot, *msg[1:])
-            if self._dead:
-                slot, exitcode = next(iter(self._dead.items()))
-                raise WorkerDied(slot, exitcode)
-            left = deadline - time.monotonic()
-            self._read(max(0.0, min(0.5, left)))
-            if not self._buffer and not self._dead and left <= 0:
-                return None
-
-    def _read(self, wait: float) -> None:
+    def _poll(self, wait: float) -> None:
         """Move every message that arrives within ``wait`` seconds into the buffer, and
         note the slots whose process is gone (pipe at EOF, or an exit code)."""
         live = {self.conns[s]: s for s in range(len(self.conns)) if s not in self._dead}
@@ -244,18 +202,19 @@ class LocalPool:
                     self._buffer.append((slot, conn.recv()))
             except (EOFError, OSError):
                 self.procs[slot].join(timeout=5.0)
-                self._dead[slot] = self.procs[slot].exitcode
+                self._dead[slot] = f"exit code {self.procs[slot].exitcode}"
         for slot, p in enumerate(self.procs):
             if slot not in self._dead and p.exitcode is not None and not self.conns[slot].poll():
-                self._dead[slot] = p.exitcode
+                self._dead[slot] = f"exit code {p.exitcode}"
+
+    def kill_now(self) -> None:
+        """Nothing to do: the workers die with this process (PR_SET_PDEATHSIG)."""
 
     def close(self) -> None:
-        """Ask workers to stop, then terminate and kill any that do not."""
+        """Ask workers to stop, then terminate and kill any that do not; free the table."""
         for q in self.task_qs:
-            try:
-                q.put(("stop",))
-            except (ValueError, OSError, AttributeError):
-                pass
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                q.put(Stop())
         for conn in self.conns:  # a worker blocked sending a result gets EPIPE and exits
             if conn is not None:
                 conn.close()
@@ -276,3 +235,8 @@ class LocalPool:
             if q is not None:
                 q.cancel_join_thread()
                 q.close()
+        self.task_qs = self.conns = self.procs = [None] * self.num_workers
+        self.table = None
+        if self.noise is not None:
+            self.noise.close()
+            self.noise = None

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 import types
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -22,6 +21,7 @@ from esjax.config import (
     hidden_dims_arg,
     load_run_config,
 )
+from esjax.rundir import check_free_space, create_run_dir, truncate_log, write_config
 
 
 def _envs_per_worker(text: str) -> int:
@@ -36,6 +36,22 @@ def _hidden_dims(text: str) -> int | str:
         return hidden_dims_arg(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def count_arg(text: str) -> int:
+    """An integer option: digits, or integral scientific notation as budgets are written
+    (1e6, 3.16e7, 1_000_000)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count: {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
 
 
 def _value_type(typ):
@@ -80,28 +96,11 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             if not suppress_defaults:
                 kw["default"] = "auto"  # argparse converts a string default with ``type``
         else:
-            kw["type"] = typ
+            kw["type"] = count_arg if typ is int else typ
             if "choices" in f.metadata:
                 kw["choices"] = f.metadata["choices"]
         p.add_argument(flag, **kw)
     return p
-
-
-def create_run_dir(parent: Path, env_id: str) -> Path:
-    """A new, empty ``parent/<timestamp>_<env>`` folder (never an existing one)."""
-    if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"--run-dir {parent} is a file: give a folder path")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = parent / (f"{stamp}_{env_id}" + (f"_{i}" if i else ""))
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise ConfigError(f"cannot create run directory under {parent}: {e.strerror}") from e
-    raise ConfigError(f"could not find a free run directory name under {parent}")
 
 
 def resume_config(run_dir: Path, given: dict) -> Config:
@@ -118,130 +117,58 @@ def resume_config(run_dir: Path, given: dict) -> Config:
     return dataclasses.replace(saved, **changed)
 
 
-def truncate_log(path: Path, generations: int) -> None:
-    """Drop log rows of generations >= ``generations`` (written after the checkpoint we
-    resume from), atomically, so the log matches an uninterrupted run."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    width = lines[0].count(",") if lines else 0
-
-    def complete_and_before(line: str) -> bool:  # a row cut short by a hard kill is dropped
-        first = line.split(",", 1)[0]
-        return (
-            line.endswith("\n")
-            and line.count(",") == width
-            and first.isdigit()
-            and (int(first) < generations)
-        )
-
-    keep = lines[:1] + [ln for ln in lines[1:] if complete_and_before(ln)]
-    if len(keep) != len(lines):
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
-
-
-def write_config(run_dir: Path, cfg: Config) -> None:
-    """Atomically (re)write ``run_dir/config.json``; ConfigError if the folder is unwritable."""
-    tmp = run_dir / "config.json.tmp"
-    try:
-        tmp.write_text(cfg.to_json() + "\n")
-        os.replace(tmp, run_dir / "config.json")
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(
-            f"cannot write {run_dir / 'config.json'} ({e.strerror}): make the run directory "
-            "writable or pass --run-dir elsewhere"
-        ) from e
-
-
-def check_free_space(path: Path, need: int) -> None:
-    """ConfigError unless the disk holding ``path`` (or its nearest existing parent) has
-    ``need`` bytes free."""
-    existing = path.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
-    if free < need:
-        raise ConfigError(
-            f"only {free / 1e6:.1f} MB free on the disk holding {path}, and this run's "
-            f"checkpoints need about {need / 1e6:.1f} MB: free some space or pass --run-dir "
-            "on another disk"
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse(argv: list[str] | None) -> tuple[Config, Path | None]:
+    """(the run's Config, the run directory to resume or None) from the command line:
+    flags over a preset, or over a resumed run's config.json. ConfigError (one line)."""
+    args = build_parser().parse_args(argv)
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))
     resume = given.pop("resume", None)
     preset = given.pop("preset", None)
-    try:
-        if resume and preset:
-            raise ConfigError("--preset cannot be combined with --resume: the run's "
-                              "config.json already holds its options")  # fmt: skip
-        if resume:
-            cfg = resume_config(Path(resume), given)
-        elif preset:
-            from esjax.presets import load_preset
+    if resume and preset:
+        raise ConfigError("--preset cannot be combined with --resume: the run's "
+                          "config.json already holds its options")  # fmt: skip
+    if resume:
+        return resume_config(Path(resume), given), Path(resume)
+    if preset:
+        from esjax.presets import load_preset
 
-            cfg = Config(**{**load_preset(preset), **given})
-        else:
-            del args.resume, args.preset
-            cfg = Config(**vars(args))
+        return Config(**{**load_preset(preset), **given}), None
+    del args.resume, args.preset
+    return Config(**vars(args)), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m esjax.train``: exit code 0 when the budget is spent, 2 for bad input
+    (one line), 1 for a failure while training, 128 + signal when stopped."""
+    parser = build_parser()
+    try:
+        cfg, resume = parse(argv)
     except ConfigError as e:
         parser.error(str(e))  # one line, exit code 2
+    return run(cfg, resume, on_bad_input=parser.error)
 
-    # Heavy imports only after the arguments are known to be valid.
-    from esjax.checkpoint import CheckpointWriteError, checkpoint_bytes
-    from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
-    from esjax.envs import check_env_id
-    from esjax.metrics import ProgressDisplay
-    from esjax.state import load_run
-    from esjax.trainer import Trainer
 
-    trainer = None
+def run(cfg: Config, resume: Path | None, on_bad_input=None) -> int:
+    """Train ``cfg`` (continuing the run in ``resume``, if given) with a progress display
+    and signal handling; the exit code. ``on_bad_input(message)`` is called (and must
+    raise) for a ConfigError found while starting: nothing is written then."""
+    from esjax.dispatch import WorkerError
+
+    def bad_input(message: str) -> int:
+        if on_bad_input is None:
+            print(f"esjax: error: {message}", file=sys.stderr)
+            return 2
+        on_bad_input(message)
+        return 2
+
     try:
-        check_env_id(cfg.env)
-        trainer = Trainer(cfg)
-        if resume:
-            run_dir = Path(resume)
-            trainer.restore(load_run(run_dir, "latest", trainer.cfg, trainer.info))
-            if not trainer.budget_left():
-                raise ConfigError(
-                    f"the run's budget is already spent at generation "
-                    f"{trainer.state.generation}: raise "
-                    "--max-timesteps, --max-generations or --target-return to continue it"
-                )
-        # The newest --keep-checkpoints, the best, and one being written, plus the log.
-        need = checkpoint_bytes(trainer.num_params, trainer.info.ob_dim) * (
-            cfg.keep_checkpoints + 2
-        ) + (1 << 20)
-        check_free_space(Path(resume) if resume else Path(cfg.run_dir), need)
-        cfg = trainer.cfg  # with --envs-per-worker auto resolved, as config.json records it
-        # Workers first: a backend that cannot start (no cluster, a bad env on a worker)
-        # fails here, before a run directory exists.
-        trainer.start()
-        if not resume:
-            run_dir = create_run_dir(Path(cfg.run_dir), cfg.env)
-        try:
-            write_config(run_dir, cfg)
-        except ConfigError:
-            if not resume:
-                shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty
-            raise
+        trainer, run_dir = _start(cfg, resume)
     except ConfigError as e:
-        if trainer is not None:
-            trainer.close()
-        parser.error(str(e))
+        return bad_input(str(e))
     except KeyboardInterrupt:
-        if trainer is not None:
-            trainer.close()
         print("interrupted before training started; nothing was written", file=sys.stderr)
         return 128 + signal.SIGINT
     except WorkerError as e:  # workers that could not start
-        trainer.close()
         print(f"esjax: error: {e}", file=sys.stderr)
         return 1
     if resume:
@@ -249,19 +176,74 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
     else:
         print(f"run directory: {run_dir}", flush=True)
+    code = _train(trainer, run_dir)
+    if code == 0:
+        _print_summary(trainer, run_dir)
+    return code
 
+
+def _start(cfg: Config, resume: Path | None):
+    """(a started Trainer, its run directory): resolve the config, check the budget and
+    the disk, start the workers, then create the run directory (and its config.json).
+    Whatever fails leaves nothing behind: no directory, no processes."""
+    from esjax.checkpoint import checkpoint_bytes
+    from esjax.envs import check_env_id, env_info
+    from esjax.resolve import resolve_config
+    from esjax.state import load_run
+    from esjax.trainer import Trainer
+
+    check_env_id(cfg.env)
+    info = env_info(cfg.env)
+    resolved, spec = resolve_config(cfg, info)
+    if resolved.envs_per_worker != cfg.envs_per_worker:
+        print(f"envs per worker: auto -> {resolved.envs_per_worker}", flush=True)
+    cfg = resolved
+    trainer = Trainer(cfg)
+    try:
+        if resume:
+            trainer.restore(load_run(resume, "latest", cfg, info))
+            if not trainer.budget_left():
+                raise ConfigError(
+                    f"the run's budget is already spent at generation "
+                    f"{trainer.state.generation}: raise --max-timesteps, --max-generations "
+                    "or --target-return to continue it"
+                )
+        # The newest --keep-checkpoints, the best, and one being written, plus the log.
+        need = checkpoint_bytes(spec.num_params, info.ob_dim) * (cfg.keep_checkpoints + 2)
+        check_free_space(resume or Path(cfg.run_dir), need + (1 << 20))
+        # Workers first: a backend that cannot start (no cluster, a bad env on a worker)
+        # fails here, before a run directory exists.
+        trainer.start()
+        run_dir = resume or create_run_dir(Path(cfg.run_dir), cfg.env)
+        try:
+            write_config(run_dir, cfg)
+        except ConfigError:
+            if not resume:
+                shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty
+            raise
+    except BaseException:
+        trainer.close()
+        raise
+    return trainer, run_dir
+
+
+def _train(trainer, run_dir: Path) -> int:
+    """The training loop under a progress display; Ctrl-C / SIGTERM stop it after a
+    checkpoint (a second one quits at once). The exit code."""
+    from esjax.checkpoint import CheckpointWriteError
+    from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
+    from esjax.metrics import ProgressDisplay
+
+    cfg, state = trainer.cfg, trainer.state
     if cfg.max_timesteps:
-        display = ProgressDisplay(cfg.max_timesteps, "steps", trainer.state.timesteps)
+        display = ProgressDisplay(cfg.max_timesteps, "steps", state.timesteps)
     else:
-        display = ProgressDisplay(cfg.max_generations, "gen", trainer.state.generation)
-    code = 0
+        display = ProgressDisplay(cfg.max_generations, "gen", state.generation)
     received: list[int] = []
 
     def on_signal(signum, frame):
         if received:  # a second Ctrl-C: leave now; checkpoints and log stay consistent
-            kill_now = getattr(trainer.pool, "kill_now", None)  # Ray's processes, if ours
-            if kill_now is not None:
-                kill_now()
+            trainer.pool.kill_now()
             os._exit(128 + signum)
         received.append(signum)
         trainer.stop_requested = True
@@ -272,17 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         trainer.train(run_dir, on_generation=display)
+        return 0
     except (StopRequested, KeyboardInterrupt):
-        signum = received[0] if received else signal.SIGINT
-        print(
-            f"stopped at generation {trainer.state.generation}; checkpoint saved. Resume with:\n"
-            f"  python -m esjax.train --resume {run_dir}",
-            file=sys.stderr,
-        )
-        code = 128 + signum
+        print(f"stopped at generation {trainer.state.generation}; checkpoint saved. Resume "
+              f"with:\n  python -m esjax.train --resume {run_dir}", file=sys.stderr)  # fmt: skip
+        return 128 + (received[0] if received else signal.SIGINT)
     except (NonFiniteError, WorkerError) as e:
         print(f"esjax: error: {e}", file=sys.stderr)
-        code = 1
+        return 1
     except CheckpointWriteError as e:
         saved = trainer.saved_step
         after = (
@@ -292,27 +271,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"esjax: error: {e}: free some space or fix the folder's permissions, {after}",
               file=sys.stderr)  # fmt: skip
-        code = 1
+        return 1
     finally:
         display.close()
         trainer.close()
-    if code == 0:
-        t = trainer.state
-        best = "none yet" if t.best_eval == -math.inf else f"{t.best_eval:.1f}"
-        ckpt = run_dir / "checkpoints"
-        best_ckpt = ckpt / str(trainer.best_step) if trainer.best_step is not None else None
-        print(
-            f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
-            f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "
-            f"return {best}\n"
-            f"run directory:   {run_dir}\n"
-            f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
-            f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint best "
-            f"--video {run_dir}/best.mp4\n"
-            f"plot it:         python -m esjax.plot {run_dir} --out {run_dir}/curves.png\n"
-            f"continue it:     python -m esjax.train --resume {run_dir} --max-timesteps N"
-        )
-    return code
+
+
+def _print_summary(trainer, run_dir: Path) -> None:
+    t = trainer.state
+    best = "none yet" if t.best_eval == -math.inf else f"{t.best_eval:.1f}"
+    best_ckpt = (
+        run_dir / "checkpoints" / str(trainer.best_step) if trainer.best_step is not None else None
+    )
+    print(
+        f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
+        f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "
+        f"return {best}\n"
+        f"run directory:   {run_dir}\n"
+        f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
+        f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint best "
+        f"--video {run_dir}/best.mp4\n"
+        f"plot it:         python -m esjax.plot {run_dir} --out {run_dir}/curves.png\n"
+        f"continue it:     python -m esjax.train --resume {run_dir} --max-timesteps N"
+    )
 
 
 if __name__ == "__main__":

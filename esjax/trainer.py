@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
 from esjax.checkpoint import CheckpointStore, best_step_after
-from esjax.config import Config, ConfigError
+from esjax.config import Config
 from esjax.core.obstat import ObStat, obstat_mean_std, obstat_merge
 from esjax.dispatch import (
     Dispatcher,
@@ -25,7 +23,7 @@ from esjax.dispatch import (
 )
 from esjax.envs import env_info
 from esjax.metrics import CsvLog, log_row
-from esjax.pool import LocalPool, SharedNoiseTable, WorkerConfig
+from esjax.resolve import make_pool, resolve_config
 from esjax.state import (
     LoadedRun,
     RunState,
@@ -36,38 +34,33 @@ from esjax.state import (
     run_keys,
     state_to_tree,
 )
-from esjax.worker import auto_envs_per_worker
-
-if TYPE_CHECKING:
-    from esjax.ray_pool import RayPool
+from esjax.transport import WorkerPool
 
 __all__ = ["StopRequested", "Trainer"]
 
 
 class Trainer:
-    """Owns the pool, the noise table and the run state for one run directory."""
+    """Runs one run: its pool, its state, its log and checkpoints.
 
-    def __init__(self, cfg: Config, log: Callable[[str], None] = print):
-        self.log = log
+    ``cfg`` must be resolved (``esjax.resolve.resolve_config``; ``Trainer.from_config``
+    does it); the trainer never changes it. ``pool``: any ``WorkerPool``, started by
+    ``start`` (default: ``make_pool`` for ``cfg.backend``). ``on_collected(generation)``
+    sees each generation's collected results before the update.
+    """
+
+    def __init__(self, cfg: Config, pool: WorkerPool | None = None,
+                 log: Callable[[str], None] = print,
+                 on_collected: Callable[[Generation], None] | None = None):  # fmt: skip
+        if not cfg.envs_per_worker:
+            raise ValueError("Trainer needs a resolved Config: use Trainer.from_config, or "
+                             "esjax.resolve.resolve_config first")  # fmt: skip
+        self.cfg, self.log, self.on_collected = cfg, log, on_collected
         self.info = env_info(cfg.env)
         self.spec = policy_spec(cfg, self.info)
         self.num_params = self.spec.num_params
-        if not cfg.envs_per_worker:  # auto: resolved once, recorded in config.json
-            k = auto_envs_per_worker(self.num_params, cfg.population_size,
-                                     cfg.timesteps_per_gen, self.info.max_episode_steps,
-                                     cfg.workers)  # fmt: skip
-            cfg = dataclasses.replace(cfg, envs_per_worker=k)
-            log(f"envs per worker: auto -> {k}")
-        self.cfg = cfg
-        if cfg.noise_table_size < self.num_params:
-            raise ConfigError(
-                f"--noise-table-size {cfg.noise_table_size:,} is smaller than the policy's "
-                f"{self.num_params:,} parameters: enlarge the table or shrink --hidden-dims"
-            )
-        es = build_es(cfg, self.num_params)
-        self.es = es
-        self.state: RunState = initial_state(cfg, self.info, es)
-        self._tell = jax.jit(es.tell)
+        self.es = build_es(cfg, self.num_params)
+        self.state: RunState = initial_state(cfg, self.info, self.es)
+        self._tell = jax.jit(self.es.tell)
         self.units = UnitSequence(
             run_keys(cfg.seed)[1], cfg.noise_table_size, self.num_params, cfg.eval_prob,
             cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
@@ -77,58 +70,39 @@ class Trainer:
         self.best_step: int | None = None  # saved checkpoint with the best evaluation
         self.best_step_eval = -math.inf
         self.saved_step: int | None = None  # newest checkpoint on disk (saved or resumed)
-        self.noise: SharedNoiseTable | None = None
-        self.pool: LocalPool | RayPool | None = None
+        self.pool: WorkerPool = pool if pool is not None else make_pool(cfg, self.spec, log)
+        self.table = None  # the noise table, as a JAX array (once started)
         self.stop_requested = False  # set from a signal handler; checked at safe points
+
+    @classmethod
+    def from_config(cls, cfg: Config, **kwargs) -> Trainer:
+        """A trainer for ``cfg`` with its derived values resolved (logged when auto)."""
+        resolved, _ = resolve_config(cfg)
+        if resolved.envs_per_worker != cfg.envs_per_worker:
+            kwargs.get("log", print)(f"envs per worker: auto -> {resolved.envs_per_worker}")
+        return cls(resolved, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Start the workers (``--backend``) and the trainer's view of the noise table."""
-        cfg = self.cfg
+        """Start the pool's workers; the trainer reads the pool's noise table."""
         t0 = time.perf_counter()
-        wcfg = WorkerConfig(cfg.env, self.spec, "", cfg.noise_table_size, cfg.noise_stdev,
-                            cfg.ac_noise_std, cfg.envs_per_worker)  # fmt: skip
-        if cfg.backend == "ray":
-            from esjax.ray_pool import RayPool
-
-            self.pool = RayPool(wcfg, cfg.seed, cfg.num_workers, cfg.ray_address or None,
-                                log=self.log)  # fmt: skip
-            try:
-                self.pool.start()
-            except BaseException:
-                self.close()
-                raise
-            table = self.pool.table  # this node's table, in Ray's object store
-        else:
-            self.noise = SharedNoiseTable(cfg.noise_table_size, seed=cfg.seed)
-            self.log(
-                f"noise table: {cfg.noise_table_size:,} floats "
-                f"({4 * cfg.noise_table_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s;"
-                f" policy: {self.num_params:,} parameters"
-            )
-            self.pool = LocalPool(wcfg._replace(noise_name=self.noise.name), cfg.workers)
+        try:
             self.pool.start()
-            table = self.noise.array
-        self.table = jax.dlpack.from_dlpack(table)  # zero-copy, passed to jit
+        except BaseException:
+            self.close()
+            raise
+        self.table = jax.dlpack.from_dlpack(self.pool.table)  # zero-copy, passed to jit
         self.dispatcher = Dispatcher(self.pool)
-        self._pool_counts = self._counts()
+        self._pool_counts = (self.pool.nodes_lost, self.pool.nodes_joined)
         self.startup_s = time.perf_counter() - t0
+        cfg = self.cfg
         self.log(f"{len(self.pool.workers())} workers x {cfg.envs_per_worker} envs of {cfg.env}"
                  f" ready after {self.startup_s:.1f} s")  # fmt: skip
-
-    def _counts(self) -> tuple[int, int]:
-        """(nodes lost, nodes joined) so far: only the Ray backend has nodes."""
-        return getattr(self.pool, "nodes_lost", 0), getattr(self.pool, "nodes_joined", 0)
 
     def close(self) -> None:
         """Stop the workers and free the noise table (safe to call twice)."""
         self.table = None
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self.noise is not None:
-            self.noise.close()
-            self.noise = None
+        self.pool.close()
 
     def budget_left(self) -> bool:
         cfg, s = self.cfg, self.state
@@ -196,7 +170,9 @@ class Trainer:
             s.generation, self.units.with_evals(s.generation, n_eval), cfg.population_size,
             cfg.timesteps_per_gen, s.expected_length, lambda: self.stop_requested, n_eval,
         )  # fmt: skip
-        es_state, tell_info = self._update(gen)
+        if self.on_collected is not None:
+            self.on_collected(gen)
+        es_state, tell_info = self.update(gen)
         obstat, ob_count = _merge_statistics(s.obstat, gen)
         dt = time.perf_counter() - t0
         lengths = [r.length for unit in gen.train for r in unit]
@@ -216,7 +192,7 @@ class Trainer:
             expected_length=float(np.mean(lengths)),
             gen_policy=(theta, ob_mean, ob_std),
         )
-        lost, joined = self._counts()
+        lost, joined = self.pool.nodes_lost, self.pool.nodes_joined
         row = log_row(gen, self.state, tell_info, ob_count, dt, len(self.pool.workers()))
         row["NodesLost"] = lost - self._pool_counts[0]
         row["NodesJoined"] = joined - self._pool_counts[1]
@@ -234,7 +210,7 @@ class Trainer:
         every = self.cfg.eval_every
         return self.cfg.eval_episodes if every and generation % every == 0 else 0
 
-    def _update(self, gen: Generation):
+    def update(self, gen: Generation):
         """ES ``tell`` on the generation's returns; NonFiniteError if θ would stop being
         finite (the state keeps the last finite θ)."""
         unit_offsets = np.array([unit[0].episode.offset for unit in gen.train], np.int32)

@@ -21,7 +21,15 @@ from esjax.dispatch import (
     WorkerDied,
     WorkerError,
 )
-from esjax.worker import Episode, EpisodeResult
+from esjax.messages import (
+    Aborted,
+    Alive,
+    Episode,
+    EpisodeResult,
+    Finished,
+    NonFinite,
+    Received,
+)
 
 GEN = 4
 
@@ -71,7 +79,7 @@ class FakePool:
         self.always_dead: set[int] = set()
         self.hung: set[int] = set()  # alive but silent: their episodes never finish
         self.hang_again = False  # a replacement hangs too
-        self.heartbeats: set[int] = set()  # silent workers that still send ("alive",)
+        self.heartbeats: set[int] = set()  # silent workers that still send Alive
         self.delivered = [0] * num_workers
         self.sent: list[tuple[int, Episode]] = []
         self.restarts: list[int] = []
@@ -98,10 +106,10 @@ class FakePool:
         if self.inbox:
             return self.inbox.popleft()
         for w in self.always_dead:
-            raise WorkerDied(w, -9)
+            raise WorkerDied(w, "exit code -9")
         beating = [w for w in self.heartbeats if self.queues[w]]
         if beating and self.rng.random() < 0.5:
-            return ("alive", self.rng.choice(beating))
+            return Received(self.rng.choice(beating), Alive())
         busy = [w for w, q in enumerate(self.queues)
                 if q and w not in self.hung | self.heartbeats | self.retired]  # fmt: skip
         if not busy:
@@ -109,11 +117,11 @@ class FakePool:
         w = self.rng.choice(busy)
         if w in self.die_after and self.delivered[w] >= self.die_after[w]:
             del self.die_after[w]
-            raise WorkerDied(w, -9)
+            raise WorkerDied(w, "exit code -9")
         q = self.queues[w]
         ep = q.pop(self.rng.randrange(min(len(q), self.envs_per_worker)))
         self.delivered[w] += 1
-        return ("result", w, result(ep))
+        return Received(w, Finished(result(ep)))
 
     def restart(self, worker):
         self.queues[worker].clear()
@@ -179,7 +187,7 @@ def test_work_goes_out_only_while_the_minimums_are_projected_short(workers):
     def recv_in_order(timeout):
         busy = [w for w, q in enumerate(pool.queues) if q]
         w = busy[next(turn) % len(busy)]
-        return ("result", w, result(pool.queues[w].pop(0)))
+        return Received(w, Finished(result(pool.queues[w].pop(0))))
 
     pool.recv = recv_in_order
     gen = collect(pool, min_episodes=40, min_timesteps=100)
@@ -233,15 +241,15 @@ def test_duplicate_stale_and_unassigned_results_are_skipped_never_used():
     pool = FakePool(2, 2, seed=2)
     ep0 = episodes_of(0)[0]
     pool.inbox.extend([
-        ("result", 0, result(episodes_of(0, gen=GEN - 1)[0])),  # an older generation's
-        ("result", 1, result(episodes_of(1)[0])),  # a result worker 1 was never given
+        Received(0, Finished(result(episodes_of(0, gen=GEN - 1)[0]))),  # an older generation's
+        Received(1, Finished(result(episodes_of(1)[0]))),  # a result worker 1 was never given
     ])  # fmt: skip
     real_send = pool.send
 
     def send_and_duplicate(worker, ep):
         real_send(worker, ep)
         if ep == ep0:  # the same result delivered twice
-            pool.inbox.extend([("result", worker, result(ep))] * 2)
+            pool.inbox.extend([Received(worker, Finished(result(ep)))] * 2)
 
     pool.send = send_and_duplicate
     gen = collect(pool)
@@ -251,7 +259,7 @@ def test_duplicate_stale_and_unassigned_results_are_skipped_never_used():
 
 def test_aborted_episodes_count_as_skipped_with_their_steps():
     pool = FakePool(2, 2)
-    pool.inbox.append(("aborted", 1, 3, 120))  # a worker dropped 3 stale episodes
+    pool.inbox.append(Received(1, Aborted(3, 120)))  # a worker dropped 3 stale episodes
     gen = collect(pool)
     assert used_keys(gen) == reference_keys()
     assert gen.skipped >= 3 and gen.env_steps >= 120 + sum(r.length for r in gen.used)
@@ -304,7 +312,7 @@ def test_a_worker_that_joins_is_used_from_the_next_generation():
 
 def test_results_from_a_retired_slot_are_skipped_never_used():
     pool = FakePool(2, 2, seed=2)
-    pool.inbox.append(("result", 7, result(episodes_of(0)[0])))  # no such slot in use
+    pool.inbox.append(Received(7, Finished(result(episodes_of(0)[0]))))  # no such slot in use
     gen = collect(pool)
     assert used_keys(gen) == reference_keys() and 7 not in gen.workers
     assert gen.skipped >= 1
@@ -330,7 +338,7 @@ def test_a_result_resets_the_restart_count():
 
 def test_a_non_finite_action_stops_the_generation():
     pool = FakePool(2, 2)
-    pool.inbox.append(("nonfinite", 0, episodes_of(0)[0]))
+    pool.inbox.append(Received(0, NonFinite(episodes_of(0)[0])))
     with pytest.raises(NonFiniteError, match=f"generation {GEN}"):
         collect(pool)
 

@@ -12,7 +12,9 @@ from esjax.core.noise import fill_noise_table, perturb
 from esjax.envs import env_info, make_env
 from esjax.policy import PolicySpec, policy_init, unravel
 from esjax.state import policy_spec
-from esjax.worker import Episode, EpisodeRunner, act, auto_envs_per_worker, serve_episodes
+from esjax.messages import Aborted, Episode, Finished, Params, Run, Stop
+from esjax.resolve import auto_envs_per_worker
+from esjax.worker import EpisodeRunner, act, serve_episodes
 
 
 def stack(spec, flats):
@@ -60,17 +62,21 @@ class RecordingEnv:
         return self.env.step(action)
 
 
+def params(spec, theta, gen=0) -> Params:
+    return Params(gen, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+
+
 def run_all(runner: EpisodeRunner, episodes, gen=0, theta=None):
     spec = runner.spec
     theta = np.zeros(spec.num_params, np.float32) if theta is None else theta
-    runner.set_params(gen, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    runner.set_params(params(spec, theta, gen))
     for ep in episodes:
         runner.add(ep)
     results = {}
     while runner.busy:
         for msg in runner.advance():
-            assert msg[0] == "result"
-            results[(msg[1].episode.unit, msg[1].episode.part)] = msg[1]
+            assert isinstance(msg, Finished)
+            results[(msg.result.episode.unit, msg.result.episode.part)] = msg.result
     return results
 
 
@@ -119,10 +125,9 @@ def test_results_do_not_depend_on_the_number_of_slots():
 def test_slots_run_theta_plus_minus_sigma_eps_and_evaluations_run_theta():
     cfg, spec, table, theta = hopper(hidden=(8,))
     runner = EpisodeRunner(spec, [make_env(cfg.env)], table, 0.05, 0.0)
-    runner.set_params(0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    runner.set_params(params(spec, theta))
     for sign in (1, -1, 0):
-        runner.add(Episode(0, 0, 0, 777, sign, 1, 1, False))
-        runner._fill_slots()
+        runner._start(0, Episode(0, 0, 0, 777, sign, 1, 1, False))
         want = perturb(theta, table[777 : 777 + spec.num_params], sign, 0.05)
         if sign == 0:
             np.testing.assert_array_equal(want, theta)
@@ -148,13 +153,13 @@ def test_discretized_actions_are_on_the_bin_grid_without_action_noise():
 def test_new_params_drop_older_episodes_and_report_their_steps():
     cfg, spec, table, theta = hopper(hidden=(8,))
     runner = EpisodeRunner(spec, [make_env(cfg.env) for _ in range(2)], table, 0.02, 0.0)
-    runner.set_params(0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
+    runner.set_params(params(spec, theta))
     for ep in units(3):
         runner.add(ep)
     for _ in range(4):
         assert runner.advance() == []  # Hopper episodes outlast 4 steps
-    msgs = runner.set_params(1, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim))
-    assert msgs == [("aborted", 6, 8)]  # 2 running for 4 steps each, 4 pending
+    msgs = runner.set_params(params(spec, theta, gen=1))
+    assert msgs == [Aborted(6, 8)]  # 2 running for 4 steps each, 4 pending
     assert not runner.busy
 
 
@@ -170,24 +175,25 @@ def test_a_worker_left_idle_runs_each_episode_it_is_sent_once(monkeypatch):
     eps = units(2)
     try:
         time.sleep(0.2)  # idle before any message
-        tasks.put(("params", 0, theta, np.zeros(spec.ob_dim), np.ones(spec.ob_dim)))
+        tasks.put(params(spec, theta))
         for ep in eps[:2]:
-            tasks.put(("episode", ep))
+            tasks.put(Run(ep))
         first = [sent.get(timeout=30), sent.get(timeout=30)]
         time.sleep(0.3)  # idle between batches
         for ep in eps[2:]:
-            tasks.put(("episode", ep))
+            tasks.put(Run(ep))
         second = [sent.get(timeout=30), sent.get(timeout=30)]
         time.sleep(0.3)
     finally:
-        tasks.put(("stop",))
+        tasks.put(Stop())
         thread.join(timeout=30)
     assert not thread.is_alive()
     rest = []
     while not sent.empty():
         rest.append(sent.get())
-    got = [(m[0], m[1].episode.unit, m[1].episode.part) for m in first + second + rest]
-    assert sorted(got) == sorted(("result", e.unit, e.part) for e in eps)
+    assert all(isinstance(m, Finished) for m in first + second + rest)
+    got = [(m.result.episode.unit, m.result.episode.part) for m in first + second + rest]
+    assert sorted(got) == sorted((e.unit, e.part) for e in eps)
 
 
 def test_auto_envs_per_worker_is_one_wave_capped_by_the_weights_cache_budget():

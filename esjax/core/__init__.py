@@ -1,8 +1,14 @@
-"""Pure core of esjax: no I/O, no processes, no environments (JAX; ``obstat`` is NumPy).
+"""Pure core of esjax: no I/O, no processes, no environments. JAX functions, except
+``obstat`` (NumPy, float64: the trainer merges the workers' sums there) and
+``fill_noise_table`` (NumPy: it fills the shared table in place).
 
 Strategies, each an ``ES(init, ask, tell, sigma)`` on the shared noise table:
 ``make_es`` (OpenAI-ES), ``make_ars`` (ARS V2-t), ``make_pgpe`` (PGPE, σ per parameter);
-``clipup`` is an optax transform any of them can use.
+``clipup`` is an optax transform any of them can use. The trainer calls ``tell`` (jitted)
+once per generation; it does not call ``ask``: its workers run episodes named by the
+units of ``esjax.core.schedule``, whose offsets come from the same ``sample_offsets``.
+``ask`` (and ``esjax.policy.policy_apply`` in JAX) are the research API: a whole ES loop
+in JAX for a function you can evaluate in JAX (experiments/toy_objective.py).
 """
 
 from esjax.core.ars import make_ars, top_directions_mask

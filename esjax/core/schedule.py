@@ -5,7 +5,8 @@ Unit u of generation g is either a noiseless evaluation of θ or one noise vecto
 seed, action-noise seed, which of its rollouts gather observation statistics) derives
 from (seed, g, u) alone, so results do not depend on how many workers run them or in which
 order they finish. A generation uses the shortest prefix of its sequence that meets the
-episode and timestep minimums.
+episode and timestep minimums. Offsets come from ``esjax.core.noise.sample_offsets``, the
+sampler ``ES.ask`` uses too: training and ``ask`` draw noise the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from esjax.core.noise import sample_offsets
 
 UNIT_BLOCK = 256  # units generated per call
 EVAL_STREAM = 0x7FFFFFFF  # the block number of periodic evaluations (units use 0, 1, ...)
@@ -44,7 +47,7 @@ def sample_units(
     k_off, k_eval, k_obs, k_env, k_noise = jax.random.split(k, 5)
     n = UNIT_BLOCK
     return Units(
-        offset=jax.random.randint(k_off, (n,), 0, table_size - dim + 1, dtype=jnp.int32),
+        offset=sample_offsets(k_off, n, table_size, dim),
         is_eval=jax.random.uniform(k_eval, (n,)) < eval_prob,
         calc_obstat=jax.random.uniform(k_obs, (n, 2)) < calc_obstat_prob,
         env_seed=jax.random.bits(k_env, (n,), jnp.uint32),

@@ -67,7 +67,7 @@ RESUME_AFTER = {"mujoco_pgpe_resume": 2}  # generations before a checkpoint and 
 def _trainer(cfg):
     from esjax.trainer import Trainer
 
-    trainer = Trainer(cfg, log=lambda s: None)
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
     trainer.start()
     return trainer
 

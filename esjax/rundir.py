@@ -1,0 +1,80 @@
+"""A run directory on disk: creating it, its config.json, its log on resume, free space."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from esjax.config import Config, ConfigError
+
+
+def create_run_dir(parent: Path, env_id: str) -> Path:
+    """A new, empty ``parent/<timestamp>_<env>`` folder (never an existing one)."""
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--run-dir {parent} is a file: give a folder path")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = parent / (f"{stamp}_{env_id}" + (f"_{i}" if i else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise ConfigError(f"cannot create run directory under {parent}: {e.strerror}") from e
+    raise ConfigError(f"could not find a free run directory name under {parent}")
+
+
+def truncate_log(path: Path, generations: int) -> None:
+    """Drop log rows of generations >= ``generations`` (written after the checkpoint we
+    resume from), atomically, so the log matches an uninterrupted run."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    width = lines[0].count(",") if lines else 0
+
+    def complete_and_before(line: str) -> bool:  # a row cut short by a hard kill is dropped
+        first = line.split(",", 1)[0]
+        return (
+            line.endswith("\n")
+            and line.count(",") == width
+            and first.isdigit()
+            and (int(first) < generations)
+        )
+
+    keep = lines[:1] + [ln for ln in lines[1:] if complete_and_before(ln)]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    """Atomically (re)write ``run_dir/config.json``; ConfigError if the folder is unwritable."""
+    tmp = run_dir / "config.json.tmp"
+    try:
+        tmp.write_text(cfg.to_json() + "\n")
+        os.replace(tmp, run_dir / "config.json")
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {run_dir / 'config.json'} ({e.strerror}): make the run directory "
+            "writable or pass --run-dir elsewhere"
+        ) from e
+
+
+def check_free_space(path: Path, need: int) -> None:
+    """ConfigError unless the disk holding ``path`` (or its nearest existing parent) has
+    ``need`` bytes free."""
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise ConfigError(
+            f"only {free / 1e6:.1f} MB free on the disk holding {path}, and this run's "
+            f"checkpoints need about {need / 1e6:.1f} MB: free some space or pass --run-dir "
+            "on another disk"
+        )
