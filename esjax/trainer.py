@@ -60,7 +60,7 @@ class Trainer:
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
         self.state: RunState = initial_state(cfg, self.info, self.es)
-        self._tell = jax.jit(self.es.tell)
+        self.tell = jax.jit(self.es.tell)  # the update; replace it to observe or alter one
         self.units = UnitSequence(
             run_keys(cfg.seed)[1], cfg.noise_table_size, self.num_params, cfg.eval_prob,
             cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
@@ -220,7 +220,7 @@ class Trainer:
         returns = np.array([[r.ret - shift * r.length for r in unit] for unit in gen.train],
                            np.float32)  # fmt: skip
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
-        es_state, info = self._tell(
+        es_state, info = self.tell(
             self.state.es, self.table, *_pad_units(unit_offsets, returns, sign_returns)
         )
         if not np.isfinite(np.asarray(es_state.theta)).all():

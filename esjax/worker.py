@@ -235,6 +235,7 @@ class EpisodeRunner:
         actions = act(self.spec, self.stacked, self.obs, self.ob_mean, self.ob_std,
                       self.ac_noise[self._rows, self.noise_pos], self.noisy)  # fmt: skip
         t_act = time.perf_counter() - t_start
+        predict_s = t_act / len(self.active)  # each slot's share of the policy call
         out = self._drop_nonfinite(actions)
         if self.calc.any():  # statistics of the observations the policy acted on
             rows = self.calc[:, None]
@@ -242,7 +243,7 @@ class EpisodeRunner:
             np.add(self.ob_sumsq, np.square(self.obs, dtype=np.float64), out=self.ob_sumsq,
                    where=rows)  # fmt: skip
         slots = self.active
-        done, in_envs = self._step_envs(actions, t_act / len(slots))
+        done, in_envs = self._step_envs(actions, predict_s)
         # the step's time outside inference and the envs, shared by the slots that ran
         glue = (time.perf_counter() - t_start - t_act - in_envs) / max(1, len(slots))
         for k in slots:

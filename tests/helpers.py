@@ -32,3 +32,39 @@ def only_run_dir(cwd) -> Path:
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` (esjax.train, esjax.evaluate, esjax.plot) run in this
+    process through its ``main(argv)``, as a CompletedProcess: its exit code (2 for bad
+    input) and what it printed. Signal handlers it installs are restored."""
+    import contextlib
+    import importlib
+    import io
+    import signal
+
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def main_inline(*args, cwd, backend="inline", check=True) -> subprocess.CompletedProcess:
+    """``python -m esjax.train --run-dir CWD/runs ARGS`` in this process (``--backend
+    inline`` unless resuming or ``backend`` is None: episodes in this process too);
+    ``check``: assert it exited 0."""
+    argv = ["--run-dir", str(Path(cwd) / "runs"), *args]
+    if backend and "--resume" not in args:
+        argv += ["--backend", backend]
+    proc = run_module("esjax.train", *argv)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -1,4 +1,5 @@
-"""Bad input through the real CLI: one-line error, exit code 2, nothing created."""
+"""Bad input through the CLI (``esjax.train.main``, in this process): one-line error,
+exit code 2, nothing created."""
 
 import subprocess
 import sys
@@ -6,16 +7,15 @@ import sys
 import pytest
 
 from esjax.config import Config, ConfigError
-from esjax.train import build_parser
+from esjax.train import build_parser, parse
+
+from .helpers import run_module
 
 FAST = ["--noise-table-size", "200000", "--max-generations", "1"]
 
 
 def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "esjax.train", "--run-dir", "runs", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_module("esjax.train", "--run-dir", str(cwd / "runs"), *args)
 
 
 def error_line(proc):
@@ -46,7 +46,7 @@ def error_line(proc):
         (["--snapshot-freq", "-1"], "--snapshot-freq must be >= 0"),
         (["--keep-checkpoints", "0"], "--keep-checkpoints must be >= 1"),
         (["--l2coeff", "-0.1"], "--l2coeff must be >= 0"),
-        (["--ac-noise-std", "-1"], "--ac-noise-std must be >= 0"),
+        (["--ac-noise-std", "-1"], "--ac-noise-std must be a finite number >= 0"),
         (["--momentum", "1.0"], "--momentum must be in [0, 1)"),
         (["--eval-prob", "1"], "leaves no training episodes"),
         (["--eval-every", "-1"], "--eval-every must be >= 0"),
@@ -56,10 +56,15 @@ def error_line(proc):
         (["--preset", "Nope-v0"], "unknown preset 'Nope-v0': choose one of"),
         (["--preset", "missing.toml"], "--preset missing.toml: no such file"),
         (["--preset", "Hopper-v5", "--resume", "runs/x"], "cannot be combined with --resume"),
-        (["--population-size", "ten"], "invalid int value"),
+        (["--population-size", "ten"], "invalid count"),
         (["--env", "AntBulletEnv-v9"], "did you mean AntBulletEnv-v0"),
         (["--env", "CartPole-v1"], "Discrete action space: not supported"),
         (["--env", "Pendulum-v1", "--noise-table-size", "10"], "smaller than the policy"),
+        (["--env", "Pendulum-v1", "--noise-table-size", "100000000000"], "GiB of memory and"),
+        (["--noise-stdev", "inf"], "--noise-stdev must be > 0"),
+        (["--ac-noise-std", "inf"], "--ac-noise-std must be a finite number >= 0"),
+        (["--max-timesteps", "1.5e3.2"], "invalid count"),
+        (["--max-timesteps", "1234.5"], "is not a whole number"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, fragment):
@@ -73,7 +78,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, args, fragme
 
 def test_run_dir_that_is_a_file(tmp_path):
     (tmp_path / "runs").write_text("precious")
-    proc = run_cli(*FAST, "--env", "Pendulum-v1", cwd=tmp_path)
+    proc = run_cli(*FAST, "--env", "Pendulum-v1", "--backend", "inline", cwd=tmp_path)
     assert proc.returncode == 2 and "is a file" in error_line(proc)
     assert (tmp_path / "runs").read_text() == "precious"
 
@@ -89,6 +94,13 @@ def test_every_config_field_is_a_flag_with_help():
     assert cfg.mirrored_sampling is False and cfg.hidden_dims == (32, 16)
 
 
+def test_counts_take_integral_scientific_notation():
+    cfg, _ = parse(["--max-timesteps", "3.16e7", "--population-size", "1e2",
+                    "--noise-table-size", "1_000_000"])  # fmt: skip
+    assert (cfg.max_timesteps, cfg.population_size, cfg.noise_table_size) == (
+        31_600_000, 100, 1_000_000)  # fmt: skip
+
+
 def test_config_json_roundtrip():
     cfg = Config(env="Pendulum-v1", hidden_dims=(8,), optimizer="sgd", seed=3)
     assert Config.from_dict(__import__("json").loads(cfg.to_json())) == cfg
@@ -99,7 +111,7 @@ def test_config_json_roundtrip():
 def test_population_smaller_than_workers_is_fine(tmp_path):
     proc = run_cli("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "4",
                    "--num-workers", "2", "--population-size", "1", "--timesteps-per-gen", "1",
-                   "--max-generations", "1", cwd=tmp_path)  # fmt: skip
+                   "--max-generations", "1", "--backend", "inline", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -117,7 +129,7 @@ def test_mujoco_id_without_mujoco_installed_names_the_extra(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "esjax.train", "--run-dir", "runs", *FAST, "--env",
          "HalfCheetah-v5"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+    )  # fmt: skip (a subprocess: the stand-in must be imported before the real mujoco)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "HalfCheetah-v5 needs MuJoCo: pip install 'esjax[mujoco]'" in error_line(proc)
     assert not (tmp_path / "runs").exists()

@@ -21,7 +21,7 @@ def run(hidden, workers, envs):
     cfg = Config(env="HopperBulletEnv-v0", seed=3, population_size=8, timesteps_per_gen=3000,
                  max_generations=3, noise_table_size=10_000_000, hidden_dims=hidden,
                  num_workers=workers, envs_per_worker=envs, eval_prob=0.05)  # fmt: skip
-    trainer = Trainer(cfg, log=lambda s: None)
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
     trainer.start()
     try:
         rows = [trainer.step() for _ in range(cfg.max_generations)]

@@ -23,10 +23,12 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from esjax.config import Config  # noqa: E402
-from esjax.pool import WorkerConfig  # noqa: E402
 from esjax.ray_pool import RayBackendError, RayPool  # noqa: E402
+from esjax.resolve import resolve_config  # noqa: E402
 from esjax.trainer import Trainer  # noqa: E402
-from tests.test_trainer import keep_collections  # noqa: E402
+from esjax.worker import WorkerConfig  # noqa: E402
+from tests.golden.record import columns as golden_columns  # noqa: E402
+from tests.golden.record import read_golden, run_case  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -67,10 +69,10 @@ def cluster():
 def run(cfg: Config, generations: int = GENERATIONS, during=None):
     """(log rows, final θ, collected Generations, trainer's pool facts) of ``generations``
     generations; ``during(trainer, gen_index)`` is installed as a hook on the pool's recv."""
-    trainer = Trainer(cfg, log=lambda s: None)
+    collected = []
+    trainer = Trainer.from_config(cfg, log=lambda s: None, on_collected=collected.append)
     trainer.start()
     try:
-        collected = keep_collections(trainer)
         rows = []
         for g in range(generations):
             if during is not None:
@@ -91,6 +93,10 @@ def columns(rows):
     return [(r["GenRewMean"], r["GenRewStd"], r["GenLenMean"], r["TimestepsThisGen"]) for r in rows]
 
 
+def spec_of(cfg):
+    return resolve_config(cfg)[1]
+
+
 def ray_cfg(cluster, **kw):
     return Config(**{**SMALL, "backend": "ray", "ray_address": cluster.address, **kw})
 
@@ -99,14 +105,13 @@ def test_one_table_per_node_built_there_and_checked(cluster):
     from ray.experimental import get_object_locations
 
     cfg = ray_cfg(cluster)
-    wcfg = WorkerConfig(cfg.env, Trainer(cfg, log=lambda s: None).spec, "",
-                        cfg.noise_table_size, 0.02, 0.01, 1)  # fmt: skip
+    wcfg = WorkerConfig(cfg.env, spec_of(cfg), cfg.noise_table_size, 0.02, 0.01, 1)
     pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
     pool.start()
     try:
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        assert set(pool.nodes) == nodes and len(nodes) == 2
-        refs = {nid: node.table for nid, node in pool.nodes.items()}
+        assert set(pool.tables.nodes) == nodes and len(nodes) == 2
+        refs = {nid: node.table for nid, node in pool.tables.nodes.items()}
         locations = get_object_locations(list(refs.values()))
         assert all(locations[ref]["node_ids"] == [nid] for nid, ref in refs.items())
         # Each actor runs on its slot's node and reads that node's table.
@@ -122,10 +127,10 @@ def test_one_table_per_node_built_there_and_checked(cluster):
         finally:
             local.close()
         # A node whose table differs from the trainer's is refused, naming the fix.
-        node = next(iter(pool.nodes.values()))
-        node.checked, node.facts = False, ray.put((123, "0.0"))
+        node = next(iter(pool.tables.nodes.values()))
+        node.checked, node.facts = False, ray.put((pool.tables.checksum ^ 1, "0.0"))
         with pytest.raises(RayBackendError, match="different noise table.*same numpy"):
-            pool._check_table(node, expected=124, timeout=30)
+            pool.tables.check(node, timeout=30)
     finally:
         pool.close()
 
@@ -138,6 +143,15 @@ def test_ray_pgpe_sends_sigma_and_matches_the_local_pool_bit_for_bit(cluster):
     assert columns(rows) == columns(ref_rows)
     assert [r["SigmaMean"] for r in rows] == [r["SigmaMean"] for r in ref_rows]
     assert np.array_equal(theta, ref_theta)
+
+
+def test_ray_matches_its_golden_record_on_a_two_node_cluster(cluster):
+    """tests/golden/ray_openai_es (recorded on a private instance, 2 workers x 2 envs),
+    here on the 2-node cluster with 3 envs per worker."""
+    rows, theta = run_case("ray_openai_es", ray_address=cluster.address, envs_per_worker=3)
+    want_columns, want_theta = read_golden("ray_openai_es")
+    np.testing.assert_array_equal(golden_columns(rows), want_columns)
+    np.testing.assert_array_equal(theta, want_theta)
 
 
 def test_ray_gives_the_local_pools_results_bit_for_bit(cluster, local_reference):
@@ -194,11 +208,11 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
                 trainer, lambda: cluster.remove_node(worker, allow_graceful=False)
             )
 
-    cfg = ray_cfg(cluster)
-    trainer = Trainer(cfg, log=lambda s: None)
+    collected = []
+    trainer = Trainer.from_config(ray_cfg(cluster), log=lambda s: None,
+                                  on_collected=collected.append)  # fmt: skip
     trainer.start()
     try:
-        collected = keep_collections(trainer)
         rows, t_gen = [], []
         for g in range(GENERATIONS):
             during(trainer, g)
@@ -232,8 +246,7 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
 
 def test_a_worker_that_cannot_make_the_env_stops_start_up_in_one_line(cluster):
     cfg = ray_cfg(cluster)
-    spec = Trainer(cfg, log=lambda s: None).spec
-    wcfg = WorkerConfig("NoSuchEnv-v0", spec, "", cfg.noise_table_size, 0.02, 0.01, 1)
+    wcfg = WorkerConfig("NoSuchEnv-v0", spec_of(cfg), cfg.noise_table_size, 0.02, 0.01, 1)
     pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
     t0 = time.monotonic()
     try:
@@ -248,9 +261,8 @@ def test_a_worker_that_cannot_make_the_env_stops_start_up_in_one_line(cluster):
 
 def test_a_node_without_room_for_the_table_is_refused_before_anything_runs(cluster):
     cfg = ray_cfg(cluster)
-    spec = Trainer(cfg, log=lambda s: None).spec
     size = STORE // 4  # 200 MiB of floats: more than the store holds beside the margin
-    wcfg = WorkerConfig(cfg.env, spec, "", size, 0.02, 0.01, 1)
+    wcfg = WorkerConfig(cfg.env, spec_of(cfg), size, 0.02, 0.01, 1)
     pool = RayPool(wcfg, seed=0, num_workers=0, address=cluster.address, log=lambda s: None)
     try:
         with pytest.raises(RayBackendError, match="object store.*--noise-table-size"):

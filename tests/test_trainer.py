@@ -1,4 +1,8 @@
-"""Each training option does what it says, observed on a real generation."""
+"""Each training option does what it says, observed on a real generation.
+
+The episodes run in this process (``--backend inline``): no worker processes, and the
+same results as any other backend (tests/test_golden.py, tests/test_determinism.py).
+"""
 
 import numpy as np
 import pytest
@@ -8,32 +12,21 @@ from esjax.trainer import Trainer
 
 BASE = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=200_000, hidden_dims=(16,),
             num_workers=1, envs_per_worker=2, population_size=8, timesteps_per_gen=200,
-            learning_rate=0.05, weight_decay=False, eval_prob=0.0)  # fmt: skip
+            learning_rate=0.05, weight_decay=False, eval_prob=0.0, backend="inline")  # fmt: skip
 
 
 def first_generation(**options):
     """(θ before, θ after, the Generation, log row) of generation 0 with these options."""
-    trainer = Trainer(Config(**{**BASE, **options}), log=lambda s: None)
+    collected = []
+    trainer = Trainer.from_config(Config(**{**BASE, **options}), log=lambda s: None,
+                                  on_collected=collected.append)  # fmt: skip
     trainer.start()
     try:
-        collected = keep_collections(trainer)
         before = np.asarray(trainer.state.theta)
         row = trainer.step()
         return before, np.asarray(trainer.state.theta), collected[0], row
     finally:
         trainer.close()
-
-
-def keep_collections(trainer) -> list:
-    """The list every Generation the started ``trainer`` collects is appended to."""
-    collected, collect = [], trainer.dispatcher.collect
-
-    def collect_and_keep(*args, **kwargs):
-        collected.append(collect(*args, **kwargs))
-        return collected[-1]
-
-    trainer.dispatcher.collect = collect_and_keep
-    return collected
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +96,7 @@ def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_tra
     assert [r.ret for u in gen.train for r in u] == [r.ret for u in gen_without.train for r in u]
     assert row["TimestepsThisGen"] == row_without["TimestepsThisGen"]
     # Noiseless episodes of the θ the generation started from, reset with their seeds.
-    trainer = Trainer(Config(**BASE), log=lambda s: None)
+    trainer = Trainer.from_config(Config(**BASE), log=lambda s: None)
     env = make_env(BASE["env"])
     try:
         for r in gen.periodic:
@@ -118,18 +111,19 @@ def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_tra
 
 
 def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
-    trainer = Trainer(Config(**{**BASE, "reward_shift": 1.5}), log=lambda s: None)
+    collected = []
+    trainer = Trainer.from_config(Config(**{**BASE, "reward_shift": 1.5}), log=lambda s: None,
+                                  on_collected=collected.append)  # fmt: skip
     seen = {}
-    tell = trainer._tell
+    tell = trainer.tell
 
     def capture(state, table, offsets, returns, *rest):
         seen["returns"] = np.asarray(returns)
         return tell(state, table, offsets, returns, *rest)
 
-    trainer._tell = capture
+    trainer.tell = capture
     trainer.start()
     try:
-        collected = keep_collections(trainer)
         row = trainer.step()
     finally:
         trainer.close()
@@ -145,19 +139,32 @@ def test_workers_that_keep_failing_end_the_run_after_a_checkpoint(tmp_path):
     in WorkerError, and the last completed generation is saved first, ready to resume."""
     from esjax.checkpoint import CheckpointStore
     from esjax.dispatch import WorkerError
+    from esjax.resolve import make_pool, resolve_config
 
-    trainer = Trainer(Config(**{**BASE, "max_generations": 10, "snapshot_freq": 0,
-                                "eval_every": 0}), log=lambda s: None)  # fmt: skip
+    class GivingUpPool:
+        """The inline pool, until generation 2's first receive: then a crash loop."""
+
+        def __init__(self, pool):
+            self.pool, self.gen = pool, 0
+
+        def __getattr__(self, name):
+            return getattr(self.pool, name)
+
+        def broadcast_params(self, gen, *args):
+            self.gen = gen
+            self.pool.broadcast_params(gen, *args)
+
+        def recv(self, timeout):
+            if self.gen == 2:
+                raise WorkerError("worker 0 keeps dying (exit code -9; 3 restarts in a row)")
+            return self.pool.recv(timeout)
+
+    cfg, spec = resolve_config(Config(**{**BASE, "max_generations": 10, "snapshot_freq": 0,
+                                         "eval_every": 0}))  # fmt: skip
+    pool = GivingUpPool(make_pool(cfg, spec, log=lambda s: None))
+    trainer = Trainer(cfg, pool=pool, log=lambda s: None)
     trainer.start()
     try:
-        collect = trainer.dispatcher.collect
-
-        def collect_then_give_up(gen, *args, **kwargs):
-            if gen == 2:
-                raise WorkerError("worker 0 keeps dying (exit code -9; 3 restarts in a row)")
-            return collect(gen, *args, **kwargs)
-
-        trainer.dispatcher.collect = collect_then_give_up
         with pytest.raises(WorkerError, match="keeps dying"):
             trainer.train(tmp_path)
     finally:

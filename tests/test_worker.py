@@ -10,10 +10,10 @@ import pytest
 import esjax.worker
 from esjax.core.noise import fill_noise_table, perturb
 from esjax.envs import env_info, make_env
-from esjax.policy import PolicySpec, policy_init, unravel
-from esjax.state import policy_spec
 from esjax.messages import Aborted, Episode, Finished, Params, Run, Stop
+from esjax.policy import PolicySpec, policy_init, unravel
 from esjax.resolve import auto_envs_per_worker
+from esjax.state import policy_spec
 from esjax.worker import EpisodeRunner, act, serve_episodes
 
 
