@@ -23,12 +23,13 @@ setup: $(STAMP)
 train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
-# The whole suite, learning test included (a few minutes on 2 cores).
+# The whole suite, every tier (tests/conftest.py; times in the README).
 test: setup
 	$(PY) -m pytest -q
 
+# The unit tier: no subprocess, no worker process (under a minute).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m unit
 
 # Benchmarks -> benchmarks/results/*.json and BENCHMARKS.md (BENCH_QUICK=1: smoke test, < 1 min).
 bench: setup

@@ -44,6 +44,11 @@ class StopRequested(Exception):
     """A stop signal arrived; raised only between generations' state updates."""
 
 
+# Every argument traced: one compilation per process (a static generation number
+# recompiled it every generation, for ~0.3 s while the workers waited).
+_sample_units = jax.jit(sample_units)
+
+
 class UnitSequence:
     """The episodes of unit u of generation g (``esjax.core.schedule``), block-cached.
 
@@ -56,9 +61,7 @@ class UnitSequence:
                  calc_obstat_prob: float, mirrored: bool):  # fmt: skip
         self._args = (table_size, num_params, eval_prob, calc_obstat_prob)
         self.key, self.signs = key, (1, -1) if mirrored else (1,)
-        # Every argument traced: one compilation for the run (a static generation number
-        # recompiled it every generation, for ~0.3 s while the workers waited).
-        self._sample = jax.jit(sample_units)
+        self._sample = _sample_units
         self._cached: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
 
     def episodes(self, gen: int, unit: int) -> list[Episode]:

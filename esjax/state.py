@@ -8,7 +8,9 @@ and the tests all use it.
 
 from __future__ import annotations
 
+import functools
 import math
+import types
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,8 +62,31 @@ def policy_spec(cfg: Config, info: EnvInfo) -> PolicySpec:
     )
 
 
+# The options build_es reads: runs that agree on them share one ES and its compiled tell.
+ES_OPTIONS = (
+    "algo", "optimizer", "learning_rate", "gradient_optimizer", "momentum", "weight_decay",
+    "l2coeff", "max_speed", "noise_stdev", "top_directions", "init_radius", "sigma_lr",
+    "sigma_max_change", "return_proc_mode", "fitness_shaping", "mirrored_sampling",
+    "divide_by_stdev",
+)  # fmt: skip
+
+
 def build_es(cfg: Config, num_params: int) -> ES:
-    """The strategy (``--algo``: init/ask/tell/sigma) with ``cfg``'s optimizer and options."""
+    """The strategy (``--algo``: init/ask/tell/sigma) with ``cfg``'s optimizer and options;
+    the same object for the same options (its jitted ``tell`` compiles once per process:
+    ``jitted_tell``)."""
+    return _build_es(tuple(getattr(cfg, k) for k in ES_OPTIONS), num_params)
+
+
+@functools.lru_cache(maxsize=32)
+def jitted_tell(es: ES):
+    """``jax.jit(es.tell)``, one per ES (so one compilation per options and shape class)."""
+    return jax.jit(es.tell)
+
+
+@functools.lru_cache(maxsize=32)
+def _build_es(options: tuple, num_params: int) -> ES:
+    cfg = types.SimpleNamespace(**dict(zip(ES_OPTIONS, options)))
     optimizer = make_optimizer(
         cfg.optimizer, cfg.learning_rate, gradient_optimizer=cfg.gradient_optimizer,
         momentum=cfg.momentum, weight_decay=cfg.weight_decay, l2coeff=cfg.l2coeff,

@@ -30,6 +30,7 @@ from esjax.state import (
     build_es,
     checkpoint_meta,
     initial_state,
+    jitted_tell,
     policy_spec,
     run_keys,
     state_to_tree,
@@ -60,7 +61,7 @@ class Trainer:
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
         self.state: RunState = initial_state(cfg, self.info, self.es)
-        self.tell = jax.jit(self.es.tell)  # the update; replace it to observe or alter one
+        self.tell = jitted_tell(self.es)  # the update; replace it to observe or alter one
         self.units = UnitSequence(
             run_keys(cfg.seed)[1], cfg.noise_table_size, self.num_params, cfg.eval_prob,
             cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,

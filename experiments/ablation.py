@@ -36,13 +36,13 @@ VARIANTS = {  # name: the options it changes from the openai-es settings
     "no mirrored sampling": {"mirrored_sampling": False},
 }
 QUICK = dict(max_generations=2, population_size=4, timesteps_per_gen=100,
-             noise_table_size=1_000_000, num_workers=1)  # fmt: skip
+             noise_table_size=1_000_000, num_workers=1, backend="inline")  # fmt: skip
 
 
 def train_variant(cfg: Config, run_dir: Path) -> dict:
     """Train ``cfg`` into ``run_dir`` (no console output); its evaluation curve."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, log=lambda line: None)
+    trainer = Trainer.from_config(cfg, log=lambda line: None)
     trainer.start()
     try:
         trainer.train(run_dir)

@@ -29,9 +29,11 @@ from esjax.provenance import REPO, git_commit, machine
 __all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git_commit",
            "machine", "median_reach", "run_seed", "run_training", "train_command"]  # fmt: skip
 
-# Flags that shrink any run to 2 tiny generations: the scripts' --quick smoke tests.
+# Flags that shrink any run to 2 tiny generations, its episodes in the trainer's process
+# (no worker to start): the scripts' --quick smoke tests.
 QUICK_FLAGS = ["--max-generations", "2", "--population-size", "8", "--timesteps-per-gen",
-               "100", "--noise-table-size", "1000000", "--num-workers", "1"]  # fmt: skip
+               "100", "--noise-table-size", "1000000", "--num-workers", "1",
+               "--backend", "inline"]  # fmt: skip
 
 
 @dataclass

@@ -115,6 +115,7 @@ def test_population_smaller_than_workers_is_fine(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_mujoco_id_without_mujoco_installed_names_the_extra(tmp_path):
     """A machine without the mujoco extra: a stand-in package that fails to import
     shadows the installed one."""
@@ -127,8 +128,21 @@ def test_mujoco_id_without_mujoco_installed_names_the_extra(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(fake.parent)}
     proc = subprocess.run(
-        [sys.executable, "-m", "esjax.train", "--run-dir", "runs", *FAST, "--env",
-         "HalfCheetah-v5"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "esjax.train",
+            "--run-dir",
+            "runs",
+            *FAST,
+            "--env",
+            "HalfCheetah-v5",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )  # fmt: skip (a subprocess: the stand-in must be imported before the real mujoco)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "HalfCheetah-v5 needs MuJoCo: pip install 'esjax[mujoco]'" in error_line(proc)

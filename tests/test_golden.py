@@ -1,8 +1,10 @@
 """Golden runs: what esjax computes does not change when its code is restructured.
 
 The logs and θ in tests/golden/ were recorded by ``python -m tests.golden.record`` (its
-docstring says on which commit); every deterministic log column and the final θ must be
-equal bit for bit, rerun in another worker layout. The Ray case is in tests/test_ray.py.
+docstring says on which commit) on worker processes; every deterministic log column and
+the final θ must be equal bit for bit, rerun here in this process (``--backend inline``)
+in another layout. The Ray case is in tests/test_ray.py; worker processes in other
+layouts: tests/test_determinism.py and tests/test_strategies.py.
 """
 
 import numpy as np
@@ -20,7 +22,7 @@ LAYOUTS = {  # case -> a worker layout other than the recorded one
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_a_run_matches_its_golden_record(name):
-    rows, theta = run_case(name, **LAYOUTS[name])
+    rows, theta = run_case(name, backend="inline", **LAYOUTS[name])
     want_columns, want_theta = read_golden(name)
     np.testing.assert_array_equal(columns(rows), want_columns)
     np.testing.assert_array_equal(theta, want_theta)

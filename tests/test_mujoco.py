@@ -12,6 +12,8 @@ from esjax.state import load_run
 from .helpers import only_run_dir, read_log, train
 from .test_envs import zero_action_episode
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("mujoco", reason="make setup installs the mujoco extra")
 
 # Hopper-v5: episodes of varied length (it falls), ~9k steps/s per core.
@@ -35,24 +37,16 @@ def hopper_run(tmp_path_factory):
     return only_run_dir(cwd)
 
 
+# Resume on another layout, on MuJoCo: tests/test_golden.py (mujoco_pgpe_resume, in this
+# process) and tests/test_strategies.py (worker processes, three layouts).
+
+
 def test_mujoco_trains_through_the_cli(hopper_run):
     rows = read_log(hopper_run)
     assert [int(r["Generation"]) for r in rows] == [0, 1, 2, 3]
     assert all(int(r["TimestepsThisGen"]) >= 400 for r in rows)
     assert len({r["GenLenMean"] for r in rows}) > 1 and int(rows[-1]["ObCount"]) >= 0
     assert np.isfinite(np.asarray(load_run(hopper_run).state.theta)).all()
-
-
-def test_mujoco_resume_on_another_layout_is_identical(tmp_path, hopper_run):
-    train(*HOPPER, "--max-generations", "2", "--num-workers", "1", "--envs-per-worker", "3",
-          cwd=tmp_path)  # fmt: skip
-    run = only_run_dir(tmp_path)
-    train("--resume", str(run), "--max-generations", "4", "--num-workers", "2",
-          "--envs-per-worker", "1", cwd=tmp_path)  # fmt: skip
-    assert columns(run) == columns(hopper_run)
-    np.testing.assert_array_equal(
-        np.asarray(load_run(run).state.theta), np.asarray(load_run(hopper_run).state.theta)
-    )
 
 
 def test_mujoco_episode_does_not_depend_on_what_the_env_ran_before():

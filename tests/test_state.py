@@ -71,6 +71,7 @@ def test_another_seed_gives_other_results(tmp_path, straight_run):
     assert results(only_run_dir(tmp_path)) != results(straight_run)
 
 
+@pytest.mark.integration
 def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path, straight_run):
     """A run killed mid-way (its budget far from spent) and resumed to 6 generations on
     worker processes (the reference ran inline), ends exactly as the uninterrupted run."""
@@ -127,6 +128,7 @@ def test_checkpoints_keep_newest_plus_best(tmp_path, flags, column, count):
     assert evals[best] == max(evals.values())
 
 
+@pytest.mark.integration
 def test_evaluate_video_and_plot(tmp_path, straight_run):
     import imageio.v2 as imageio
     from PIL import Image

@@ -39,11 +39,13 @@ def assert_trees_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def train(run_dir, cfg: Config, generations: int, workers: int, envs: int, resume=False):
+def train(run_dir, cfg: Config, generations: int, workers: int, envs: int, resume=False,
+          backend="local"):  # fmt: skip
     """Train ``cfg`` into ``run_dir`` up to ``generations`` on a layout (resuming its
     latest checkpoint if asked); (log columns, the state less timing)."""
-    layout = {"max_generations": generations, "num_workers": workers, "envs_per_worker": envs}
-    trainer = Trainer(Config(**{**cfg.to_dict(), **layout}), log=lambda s: None)
+    layout = {"max_generations": generations, "num_workers": workers, "envs_per_worker": envs,
+              "backend": backend}  # fmt: skip
+    trainer = Trainer.from_config(Config(**{**cfg.to_dict(), **layout}), log=lambda s: None)
     if resume:
         trainer.restore(load_run(run_dir, "latest", trainer.cfg, trainer.info))
     run_dir.mkdir(exist_ok=True)
@@ -58,14 +60,15 @@ def train(run_dir, cfg: Config, generations: int, workers: int, envs: int, resum
     return np.array(log), results(trainer.state)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["ars", "pgpe"])  # pgpe: σ and ClipUp's velocity too
 def test_strategy_resumes_exactly_and_gives_the_same_bits_for_every_layout(tmp_path, name):
-    """Four generations straight on 1 worker x 1 env; the same run as two generations on
-    3 workers x 2 envs, checkpointed, then resumed by a new trainer for two more on
-    2 workers x 3 envs: the same log and the same state (θ, optimizer state, σ,
-    statistics, counters)."""
+    """Four generations straight in this process (1 worker x 1 env, inline); the same run
+    as two generations on 3 worker processes x 2 envs, checkpointed, then resumed by a new
+    trainer for two more on 2 x 3: the same log and the same state (θ, optimizer state,
+    σ, statistics, counters)."""
     cfg = Config(**{**BASE, **STRATEGIES[name]})
-    ref_log, ref_tree = train(tmp_path / "straight", cfg, 4, 1, 1)
+    ref_log, ref_tree = train(tmp_path / "straight", cfg, 4, 1, 1, backend="inline")
     assert len(np.unique(ref_log[:, 2])) > 1  # mean episode lengths vary
     train(tmp_path / "resumed", cfg, 2, 3, 2)
     log, tree = train(tmp_path / "resumed", cfg, 4, 2, 3, resume=True)

@@ -216,4 +216,3 @@ def test_too_little_disk_space_is_refused_before_anything_is_written(tmp_path, m
     assert info.value.code == 2
     assert "MB free on the disk holding" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
-

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from esjax.core.es import ES, ESState, ascend, mirrored_ask
+from esjax.core.es import ES, ESState, ascend, float_returns, mirrored_ask, optimizer_init
 from esjax.core.gradient import weighted_noise_sum
 
 
@@ -62,18 +62,13 @@ def make_ars(
     (θ + νδ, θ − νδ), ``mask`` (N, 2) marking valid rows; ``sign_returns`` is ignored."""
     signs = jnp.array([1.0, -1.0], jnp.float32)
 
-    def init(theta: jax.Array) -> ESState:
-        theta = jnp.asarray(theta, jnp.float32)
-        return ESState(theta, optimizer.init(theta))
-
     def sigma(state: ESState) -> float:
         return noise_stdev
 
     def tell(state: ESState, table, offsets, returns, sign_returns=None, mask=None):
-        returns = jnp.asarray(returns, jnp.float32)
-        mask = jnp.ones(returns.shape, bool) if mask is None else mask
+        returns, mask = float_returns(returns, mask)
         g = ars_direction(table, offsets, returns, mask[:, 0], top_directions, num_params)
         theta, opt_state, info = ascend(optimizer, state.theta, state.opt_state, g, noise_stdev)
         return ESState(theta, opt_state), info
 
-    return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)
+    return ES(optimizer_init(optimizer), mirrored_ask(num_params, signs, sigma), tell, sigma)

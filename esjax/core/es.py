@@ -76,6 +76,22 @@ def mirrored_ask(num_params: int, signs: jax.Array, sigma: Callable):
     return ask
 
 
+def optimizer_init(optimizer: optax.GradientTransformation) -> Callable[[jax.Array], ESState]:
+    """``init(theta)`` -> ESState of θ (float32) and the optimizer's fresh state."""
+
+    def init(theta: jax.Array) -> ESState:
+        theta = jnp.asarray(theta, jnp.float32)
+        return ESState(theta, optimizer.init(theta))
+
+    return init
+
+
+def float_returns(returns, mask):
+    """(returns as float32, ``mask`` or all True): what every ``tell`` starts from."""
+    returns = jnp.asarray(returns, jnp.float32)
+    return returns, jnp.ones(returns.shape, bool) if mask is None else mask
+
+
 def make_es(
     num_params: int,
     optimizer: optax.GradientTransformation,
@@ -97,16 +113,11 @@ def make_es(
     """
     signs = jnp.array([1.0, -1.0] if mirrored_sampling else [1.0], jnp.float32)
 
-    def init(theta: jax.Array) -> ESState:
-        theta = jnp.asarray(theta, jnp.float32)
-        return ESState(theta, optimizer.init(theta))
-
     def sigma(state: ESState) -> float:
         return noise_stdev
 
     def tell(state: ESState, table, offsets, returns, sign_returns=None, mask=None):
-        returns = jnp.asarray(returns, jnp.float32)
-        mask = jnp.ones(returns.shape, bool) if mask is None else mask
+        returns, mask = float_returns(returns, mask)
         sign_returns = returns if sign_returns is None else sign_returns
         shaped = shape_returns(returns, sign_returns, mask, return_proc_mode, fitness_shaping)
         g = es_gradient(
@@ -121,4 +132,4 @@ def make_es(
         theta, opt_state, info = ascend(optimizer, state.theta, state.opt_state, g, noise_stdev)
         return ESState(theta, opt_state), info
 
-    return ES(init, mirrored_ask(num_params, signs, sigma), tell, sigma)
+    return ES(optimizer_init(optimizer), mirrored_ask(num_params, signs, sigma), tell, sigma)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from esjax.core.es import ES, ascend, mirrored_ask
+from esjax.core.es import ES, ascend, float_returns, mirrored_ask
 from esjax.core.fitness import shape_returns
 from esjax.core.gradient import weighted_noise_sum
 
@@ -75,8 +75,7 @@ def make_pgpe(
         return state.sigma
 
     def tell(state: PGPEState, table, offsets, returns, sign_returns=None, mask=None):
-        returns = jnp.asarray(returns, jnp.float32)
-        mask = jnp.ones(returns.shape, bool) if mask is None else mask
+        returns, mask = float_returns(returns, mask)
         sign_returns = returns if sign_returns is None else sign_returns
         shaped = shape_returns(returns, sign_returns, mask, return_proc_mode, fitness_shaping)
         g, g_sigma = pgpe_gradients(table, offsets, shaped, mask[:, 0], state.sigma, num_params)
