@@ -81,7 +81,7 @@ def node_loss(env_id: str, hidden: tuple, timesteps_per_gen: int, table: int,
     cfg = Config(env=env_id, hidden_dims=hidden, noise_table_size=table, backend="ray",
                  ray_address=cluster.address, timesteps_per_gen=timesteps_per_gen,
                  population_size=40, eval_every=0, max_generations=10**6)  # fmt: skip
-    trainer = Trainer(cfg, log=lambda s: events.append((time.monotonic(), s)))
+    trainer = Trainer.from_config(cfg, log=lambda s: events.append((time.monotonic(), s)))
     try:
         trainer.start()
         trainer.step()  # warm-up

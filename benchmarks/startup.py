@@ -28,7 +28,7 @@ def bench_startup(env_id: str, workers: int, table_size: int) -> dict:
     t0 = time.perf_counter()
     cfg = Config(env=env_id, num_workers=workers, noise_table_size=table_size,
                  max_generations=1, snapshot_freq=0)  # fmt: skip
-    trainer = Trainer(cfg, log=lambda s: None)
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
     trainer.start()
     t_ready = time.perf_counter() - t0
     try:

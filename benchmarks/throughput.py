@@ -70,7 +70,7 @@ def training_rate(env_id: str, workers: int, seconds: float, extra: dict) -> dic
     from esjax.trainer import Trainer
 
     cfg = Config(env=env_id, num_workers=workers, snapshot_freq=0, max_generations=10**6, **extra)
-    trainer = Trainer(cfg, log=lambda s: None)
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
     t_start = time.perf_counter()
     trainer.start()
     startup = time.perf_counter() - t_start

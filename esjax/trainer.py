@@ -63,9 +63,9 @@ class Trainer:
         self.state: RunState = initial_state(cfg, self.info, self.es)
         self.tell = jitted_tell(self.es)  # the update; replace it to observe or alter one
         self.units = UnitSequence(
-            run_keys(cfg.seed)[1], cfg.noise_table_size, self.num_params, cfg.eval_prob,
-            cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
-            cfg.mirrored_sampling,
+            run_keys(cfg.seed)[1], table_size=cfg.noise_table_size, num_params=self.num_params,
+            eval_prob=cfg.eval_prob, mirrored=cfg.mirrored_sampling,
+            calc_obstat_prob=cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
         )  # fmt: skip
         self.gen_eval = math.nan  # mean evaluation return of the last generation
         self.best_step: int | None = None  # saved checkpoint with the best evaluation
@@ -168,8 +168,10 @@ class Trainer:
         self.pool.broadcast_params(s.generation, theta, ob_mean, ob_std, self._sigma())
         n_eval = self.periodic_evals(s.generation)
         gen = self.dispatcher.collect(
-            s.generation, self.units.with_evals(s.generation, n_eval), cfg.population_size,
-            cfg.timesteps_per_gen, s.expected_length, lambda: self.stop_requested, n_eval,
+            s.generation, self.units.with_evals(s.generation, n_eval),
+            min_episodes=cfg.population_size, min_timesteps=cfg.timesteps_per_gen,
+            expected_length=s.expected_length, should_stop=lambda: self.stop_requested,
+            eval_units=n_eval,
         )  # fmt: skip
         if self.on_collected is not None:
             self.on_collected(gen)
