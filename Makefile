@@ -23,13 +23,15 @@ setup: $(STAMP)
 train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
-# The whole suite, every tier (tests/conftest.py; times in the README).
+# The whole suite, every tier (tests/conftest.py; times in the README): the unit tier on
+# 2 processes, then the tiers that start processes of their own, one test at a time.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m unit -n 2
+	$(PY) -m pytest -q -m "not unit"
 
 # The unit tier: no subprocess, no worker process (under a minute).
 test-fast: setup
-	$(PY) -m pytest -q -m unit
+	$(PY) -m pytest -q -m unit -n 2
 
 # Benchmarks -> benchmarks/results/*.json and BENCHMARKS.md (BENCH_QUICK=1: smoke test, < 1 min).
 bench: setup

@@ -21,14 +21,6 @@ from .helpers import TINY, only_run_dir, read_log, train
 
 pytestmark = pytest.mark.integration
 
-REFERENCE_COLUMNS = [
-    "Generation", "GenRewMean", "GenRewStd", "GenLenMean", "EvalGenRewardMean",
-    "EvalGenRewardStd", "EvalGenLengthMean", "EvalGenCount", "EpisodesThisGen", "EpisodesSoFar",
-    "TimestepsThisGen", "TimestepsSoFar", "UniqueWorkers", "ResultsSkippedFrac", "ObCount",
-    "TimeElapsedThisGen", "TimeElapsed", "TimePredictMin", "TimePredictMax", "TimePredictMean",
-    "TimePredictCount",
-]  # fmt: skip
-
 
 def _children(pid):
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
