@@ -40,7 +40,10 @@ def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, fr
     ob_mean, ob_std = np.asarray(ob_mean, np.float32), np.asarray(ob_std, np.float32)
     returns, lengths = [], []
     limit = env.spec.max_episode_steps if env.spec else None
-    bar = tqdm(total=episodes * (limit or 1000), unit="step", disable=frames is None, leave=False)
+    # A bar while recording, on a terminal only (disable=None): in a log file it would be
+    # a redraw per frame.
+    bar = tqdm(total=episodes * (limit or 1000), unit="step", leave=False, file=sys.stderr,
+               disable=True if frames is None else None)  # fmt: skip
     for i in range(episodes):
         ob, _ = env.reset(seed=seed + i)
         if frames is not None:

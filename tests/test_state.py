@@ -140,6 +140,7 @@ def test_evaluate_video_and_plot(tmp_path, straight_run):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\r" not in proc.stderr + proc.stdout  # no progress bar redraws in a file
     line = [ln for ln in proc.stdout.splitlines() if "episodes, return" in ln][0]
     length = float(line.split("length ")[1].split(" ")[0])
     reader = imageio.get_reader(video)
