@@ -24,10 +24,12 @@ train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
 # The whole suite, every tier (tests/conftest.py; times in the README): the unit tier on
-# 2 processes, then the tiers that start processes of their own, one test at a time.
+# 2 processes; integration and ray one test at a time (they time workers, signals and
+# nodes); slow on 2 processes (its figures are not checked).
 test: setup
 	$(PY) -m pytest -q -m unit -n 2
-	$(PY) -m pytest -q -m "not unit"
+	$(PY) -m pytest -q -m "integration or ray"
+	$(PY) -m pytest -q -m slow -n 2
 
 # The unit tier: no subprocess, no worker process (under a minute).
 test-fast: setup

@@ -13,11 +13,21 @@ A test without one of the last three marks is a unit test.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 # Tests run on CPU with a small, deterministic XLA setup.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One on-disk cache of compiled XLA programs for this machine's test runs, shared by the
+# xdist workers and every subprocess the tests start (they inherit the environment):
+# most tests compile the same few functions (tell, the unit sampler). Keyed by the program
+# and the JAX version, so it cannot serve a stale one.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"esjax-xla-{os.getuid()}")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 TIERS = ("integration", "ray", "slow")
 
