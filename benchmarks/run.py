@@ -35,7 +35,7 @@ CASES = [
     ("InvertedPendulumBulletEnv-v0", (256, 256), 0.80),
     ("HopperBulletEnv-v0", (256, 256), None),
 ]
-QUICK_CASES = [("InvertedPendulumBulletEnv-v0", (16,), None), ("Hopper-v5", (16,), None)]
+QUICK_CASES = [("InvertedPendulumBulletEnv-v0", (16,), None)]  # a smoke test: one env
 
 
 def main() -> None:

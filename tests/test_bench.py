@@ -23,7 +23,7 @@ def test_bench_quick_writes_results_and_table(tmp_path):
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["machine"] and data["date"] and "make bench" in data["command"]
     tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
-    assert {r["env"] for r in tp} == {"InvertedPendulumBulletEnv-v0", "Hopper-v5"}
+    assert {r["env"] for r in tp} == {"InvertedPendulumBulletEnv-v0"}
     assert all(r["raw_steps_per_s"] > 0 and r["steps_per_s"] > 0 for r in tp)
     assert all(r["raw_random_steps_per_s"] > 0 and 0 < r["env_time_frac_mean"] <= 1 for r in tp)
     for r in tp:  # the shares of the workers' time add up, each within [0, 1]

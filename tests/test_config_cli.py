@@ -109,7 +109,8 @@ def test_config_json_roundtrip():
 
 
 def test_population_smaller_than_workers_is_fine(tmp_path):
-    proc = run_cli("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "4",
+    # (Pendulum with 8 hidden units, as tests/test_train.py: the same compiled update.)
+    proc = run_cli("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "8",
                    "--num-workers", "2", "--population-size", "1", "--timesteps-per-gen", "1",
                    "--max-generations", "1", "--backend", "inline", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

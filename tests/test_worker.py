@@ -101,12 +101,12 @@ def units(n, calc_obstat=True):
 
 
 def test_results_do_not_depend_on_the_number_of_slots():
-    """The same episodes in 1, 3 and 8 lockstep slots of real Hopper envs give the same
+    """The same episodes in 1 and 8 lockstep slots of real Hopper envs give the same
     returns, lengths and observation statistics, bit for bit."""
     cfg, spec, table, theta = hopper()
     eps = units(12)
     got = []
-    for k in (1, 3, 8):
+    for k in (1, 8):
         envs = [make_env(cfg.env) for _ in range(k)]
         runner = EpisodeRunner(spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std)
         got.append(run_all(runner, eps, theta=theta))

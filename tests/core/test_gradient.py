@@ -52,9 +52,11 @@ def test_sample_offsets_in_range_and_slices_fit():
     np.testing.assert_allclose(rows[:, 1] - rows[:, 0], 1.0)
 
 
-def test_noise_table_is_independent_of_thread_count():
-    from esjax.core.noise import NOISE_CHUNK
+def test_noise_table_is_independent_of_thread_count(monkeypatch):
+    import esjax.core.noise
 
+    NOISE_CHUNK = 1 << 16  # the same chunked streams, 256 times smaller (a fast test)
+    monkeypatch.setattr(esjax.core.noise, "NOISE_CHUNK", NOISE_CHUNK)
     n = 2 * NOISE_CHUNK + 1000
     one = fill_noise_table(np.empty(n, np.float32), seed=5, threads=1)
     two = fill_noise_table(np.empty(n, np.float32), seed=5, threads=2)
