@@ -25,7 +25,15 @@ from pathlib import Path
 from esjax.config import Config, ConfigError
 from esjax.presets import load_preset
 from esjax.trainer import Trainer
-from experiments.harness import eval_curve, first_reach, git_commit, machine, median_reach
+from experiments.harness import (
+    eval_curve,
+    first_reach,
+    git_commit,
+    machine,
+    median_reach,
+    pyplot,
+    save_figure,
+)
 
 OPENAI_ES = Path(__file__).resolve().parent / "strategies"
 VARIANTS = {  # name: the options it changes from the openai-es settings
@@ -92,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_report(args, base: Config, target: float, results: dict[str, list[dict]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     argv = " ".join(sys.argv[1:])
     lines = [
@@ -127,9 +132,7 @@ def write_report(args, base: Config, target: float, results: dict[str, list[dict
     ax.set_title(f"{base.env}: {len(args.seeds)} seed(s) per variant")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / "ablation.png")
-    plt.close(fig)
+    save_figure(fig, args.out / "ablation.png")
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n\n![curves](ablation.png)\n")
     print(f"wrote {args.out / 'ablation.md'}")
 

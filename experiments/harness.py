@@ -27,7 +27,8 @@ from esjax.plot import read_log
 from esjax.provenance import REPO, git_commit, machine
 
 __all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git_commit",
-           "machine", "median_reach", "run_seed", "run_training", "train_command"]  # fmt: skip
+           "machine", "median_reach", "pyplot", "run_seed", "run_training", "save_figure",
+           "train_command", "write_markdown"]  # fmt: skip
 
 # Flags that shrink any run to 2 tiny generations, its episodes in the trainer's process
 # (no worker to start): the scripts' --quick smoke tests.
@@ -124,3 +125,29 @@ def median_reach(curves: list[dict], target: float) -> tuple[float | None, list[
     reached = [first_reach(c["steps"], c["eval_mean"], target) for c in curves]
     med = statistics.median(math.inf if x is None else x for x in reached)
     return (None if math.isinf(med) else med), reached
+
+
+def pyplot():
+    """matplotlib.pyplot drawing to files only (the Agg backend), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` and free it."""
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
+def write_markdown(path: Path, lines: list[str], notes: str | None = None) -> Path:
+    """Write a report's ``lines`` to ``path``, with ``notes`` (Markdown) as its last
+    section; ``path``."""
+    if notes:
+        lines = [*lines, "", "## Notes", "", notes.strip()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

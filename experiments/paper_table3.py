@@ -28,7 +28,10 @@ from experiments.harness import (
     git_commit,
     machine,
     median_reach,
+    pyplot,
     run_seed,
+    save_figure,
+    write_markdown,
 )
 
 # Per env: TRPO's score at 25/50/75/100 % of its progress at 5M timesteps, and the
@@ -126,20 +129,14 @@ def write_report(out: Path, runs: list[dict], meta: dict) -> Path:
               "it.", "", "![curves](table3.png)", ""]  # fmt: skip
     for env in envs:
         lines.append(f"- [{env}](table3_{env}.png)")
-    if meta.get("notes"):
-        lines += ["", "## Notes", "", meta["notes"].strip()]
-    path = out / "table3.md"
-    path.write_text("\n".join(lines) + "\n")
+    path = write_markdown(out / "table3.md", lines, meta.get("notes"))
     plot_curves(out, runs, envs)
     return path
 
 
 def plot_curves(out: Path, runs: list[dict], envs: list[str]) -> None:
     """``out/table3.png`` (all envs) and ``out/table3_ENV.png`` (one each)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def draw(ax, env):
         for i, r in enumerate(x for x in runs if x["env"] == env):
@@ -160,15 +157,11 @@ def plot_curves(out: Path, runs: list[dict], envs: list[str]) -> None:
         draw(ax, env)
     for ax in list(axes.flat)[len(envs) :]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out / "table3.png")
-    plt.close(fig)
+    save_figure(fig, out / "table3.png")
     for env in envs:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
         draw(ax, env)
-        fig.tight_layout()
-        fig.savefig(out / f"table3_{env}.png")
-        plt.close(fig)
+        save_figure(fig, out / f"table3_{env}.png")
 
 
 def main(argv: list[str] | None = None) -> int:

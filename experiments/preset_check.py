@@ -19,7 +19,16 @@ import statistics
 import sys
 from pathlib import Path
 
-from experiments.harness import QUICK_FLAGS, REPO, git_commit, machine, median_reach, run_seed
+from experiments.harness import (
+    QUICK_FLAGS,
+    REPO,
+    git_commit,
+    machine,
+    median_reach,
+    pyplot,
+    run_seed,
+    save_figure,
+)
 
 
 def best_within(run: dict, steps: float) -> float:
@@ -65,10 +74,7 @@ def write_report(out: Path, checks: dict[str, dict]) -> Path:
 
 
 def plot(path: Path, name: str, runs: list[dict], target: float, budget: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
     for i, r in enumerate(runs):
@@ -80,9 +86,7 @@ def plot(path: Path, name: str, runs: list[dict], target: float, budget: float) 
     ax.set_title(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

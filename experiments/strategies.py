@@ -21,7 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.harness import QUICK_FLAGS, REPO, git_commit, machine, median_reach, run_seed
+from experiments.harness import (
+    QUICK_FLAGS,
+    REPO,
+    git_commit,
+    machine,
+    median_reach,
+    pyplot,
+    run_seed,
+    save_figure,
+    write_markdown,
+)
 
 PROBES = REPO / "experiments" / "strategies"
 OUT = REPO / "experiments" / "results"
@@ -149,19 +159,13 @@ def report(out: Path, runs: list[dict], notes: str = "") -> Path:
                      f"({r['eval_env_steps']:,}) | `{r['commit']}` | {r['finished']} | "
                      f"`{' '.join(r['command'])}` |")  # fmt: skip
     lines += ["", "## Curves", ""] + [f"![{e}](strategies_{e}.png)" for e in envs]
-    if notes:
-        lines += ["", "## Notes", "", notes.strip()]
-    path = out / "strategies.md"
-    path.write_text("\n".join(lines) + "\n")
+    path = write_markdown(out / "strategies.md", lines, notes)
     plot(out, runs, envs)
     return path
 
 
 def plot(out: Path, runs: list[dict], envs: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     for env in envs:
         fig, ax = plt.subplots(figsize=(6.5, 4), dpi=90)
@@ -176,9 +180,7 @@ def plot(out: Path, runs: list[dict], envs: list[str]) -> None:
         ax.set_ylabel("evaluation return of θ")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(out / f"strategies_{env}.png")
-        plt.close(fig)
+        save_figure(fig, out / f"strategies_{env}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
