@@ -198,7 +198,7 @@ def _start(cfg: Config, resume: Path | None):
     if resolved.envs_per_worker != cfg.envs_per_worker:
         print(f"envs per worker: auto -> {resolved.envs_per_worker}", flush=True)
     cfg = resolved
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, info=info)
     try:
         if resume:
             trainer.restore(load_run(resume, "latest", cfg, info))

@@ -21,7 +21,7 @@ from esjax.dispatch import (
     UnitSequence,
     WorkerError,
 )
-from esjax.envs import env_info
+from esjax.envs import EnvInfo, env_info
 from esjax.metrics import CsvLog, log_row
 from esjax.resolve import make_pool, resolve_config
 from esjax.state import (
@@ -51,12 +51,13 @@ class Trainer:
 
     def __init__(self, cfg: Config, pool: WorkerPool | None = None,
                  log: Callable[[str], None] = print,
-                 on_collected: Callable[[Generation], None] | None = None):  # fmt: skip
+                 on_collected: Callable[[Generation], None] | None = None,
+                 info: EnvInfo | None = None):  # fmt: skip
         if not cfg.envs_per_worker:
             raise ValueError("Trainer needs a resolved Config: use Trainer.from_config, or "
                              "esjax.resolve.resolve_config first")  # fmt: skip
         self.cfg, self.log, self.on_collected = cfg, log, on_collected
-        self.info = env_info(cfg.env)
+        self.info = info or env_info(cfg.env)  # (a caller that made the env passes it)
         self.spec = policy_spec(cfg, self.info)
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
@@ -78,10 +79,11 @@ class Trainer:
     @classmethod
     def from_config(cls, cfg: Config, **kwargs) -> Trainer:
         """A trainer for ``cfg`` with its derived values resolved (logged when auto)."""
-        resolved, _ = resolve_config(cfg)
+        info = env_info(cfg.env)
+        resolved, _ = resolve_config(cfg, info)
         if resolved.envs_per_worker != cfg.envs_per_worker:
             kwargs.get("log", print)(f"envs per worker: auto -> {resolved.envs_per_worker}")
-        return cls(resolved, **kwargs)
+        return cls(resolved, info=info, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
