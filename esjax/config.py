@@ -65,6 +65,11 @@ class Config:
     stay None."""
 
     env: str = _opt("AntBulletEnv-v0", "Gymnasium environment id (Box observations and actions).")
+    preset: str = _opt(
+        "none",
+        "The preset the run started from (a name in experiments/presets, or a .toml path), "
+        "or none: a record in config.json; esjax.train sets it (its --preset flag).",
+    )
     algo: str = _opt(
         "openai-es",
         "Strategy: openai-es (Salimans et al. 2017: ranks, Adam, fixed sigma), ars (Mania et "

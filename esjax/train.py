@@ -74,7 +74,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         metavar="NAME",
         default=argparse.SUPPRESS if suppress_defaults else None,
         help="Start from a preset's options (experiments/presets/NAME.toml, env included; "
-        "or a path to a .toml file); flags given here override them.",
+        "or a path to a .toml file); flags given here override them. Default: the env's "
+        "own preset when one is shipped; none: esjax's bare defaults.",
     )
     p.add_argument(
         "--resume", metavar="RUN_DIR", default=argparse.SUPPRESS if suppress_defaults else None,
@@ -83,6 +84,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     )  # fmt: skip
     hints = get_type_hints(Config)
     for f in dataclasses.fields(Config):
+        if f.name == "preset":  # the --preset above, recorded in the Config
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = argparse.SUPPRESS if suppress_defaults else f.default
         kw = dict(default=default, help=f.metadata["help"], dest=f.name)
@@ -117,10 +120,13 @@ def resume_config(run_dir: Path, given: dict) -> Config:
     return dataclasses.replace(saved, **changed)
 
 
-def parse(argv: list[str] | None) -> tuple[Config, Path | None]:
-    """(the run's Config, the run directory to resume or None) from the command line:
-    flags over a preset, or over a resumed run's config.json. ConfigError (one line)."""
-    args = build_parser().parse_args(argv)
+def parse(argv: list[str] | None) -> tuple[Config, Path | None, str]:
+    """(the run's Config, the run directory to resume or None, the line saying where the
+    options come from) from the command line: flags over a preset (``--preset``, else the
+    env's own), or over a resumed run's config.json. ConfigError (one line)."""
+    from esjax.presets import settings_line, start_values
+
+    build_parser().parse_args(argv)  # --help, and argparse's own errors, with defaults shown
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))
     resume = given.pop("resume", None)
     preset = given.pop("preset", None)
@@ -128,13 +134,14 @@ def parse(argv: list[str] | None) -> tuple[Config, Path | None]:
         raise ConfigError("--preset cannot be combined with --resume: the run's "
                           "config.json already holds its options")  # fmt: skip
     if resume:
-        return resume_config(Path(resume), given), Path(resume)
-    if preset:
-        from esjax.presets import load_preset
-
-        return Config(**{**load_preset(preset), **given}), None
-    del args.resume, args.preset
-    return Config(**vars(args)), None
+        cfg = resume_config(Path(resume), given)
+        origin = "esjax defaults" if cfg.preset == "none" else f"preset {cfg.preset}"
+        settings = (f"settings: {Path(resume) / 'config.json'} (the run started from "
+                    f"{origin}); flags change only its budget and layout")  # fmt: skip
+        return cfg, Path(resume), settings
+    start = start_values(given.get("env", Config.env), preset, given.get("algo"))
+    cfg = Config(**{**start, **given})
+    return cfg, None, settings_line(cfg, preset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,17 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     (one line), 1 for a failure while training, 128 + signal when stopped."""
     parser = build_parser()
     try:
-        cfg, resume = parse(argv)
+        cfg, resume, settings = parse(argv)
     except ConfigError as e:
         parser.error(str(e))  # one line, exit code 2
-    return run(cfg, resume, on_bad_input=parser.error)
+    return run(cfg, resume, on_bad_input=parser.error, settings=settings)
 
 
-def run(cfg: Config, resume: Path | None, on_bad_input=None) -> int:
+def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | None = None) -> int:
     """Train ``cfg`` (continuing the run in ``resume``, if given) with a progress display
     and signal handling; the exit code. ``on_bad_input(message)`` is called (and must
-    raise) for a ConfigError found while starting: nothing is written then."""
+    raise) for a ConfigError found while starting: nothing is written then. ``settings``:
+    the first line printed (where the options come from; by default from ``cfg``)."""
     from esjax.dispatch import WorkerError
+    from esjax.presets import settings_line
 
     def bad_input(message: str) -> int:
         if on_bad_input is None:
@@ -162,6 +171,7 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None) -> int:
         return 2
 
     try:
+        print(settings or settings_line(cfg), flush=True)
         trainer, run_dir = _start(cfg, resume)
     except ConfigError as e:
         return bad_input(str(e))

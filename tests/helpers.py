@@ -7,7 +7,7 @@ from pathlib import Path
 
 # Small but real: the pool, the shared noise table and the jitted core all run.
 TINY = [
-    "--env", "InvertedPendulumBulletEnv-v0", "--noise-table-size", "2000000",
+    "--env", "InvertedPendulumBulletEnv-v0", "--preset", "none", "--noise-table-size", "2000000",
     "--hidden-dims", "16", "--num-workers", "2", "--envs-per-worker", "2",
     "--population-size", "8", "--timesteps-per-gen", "200",
 ]  # fmt: skip

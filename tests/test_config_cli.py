@@ -56,6 +56,7 @@ def error_line(proc):
         (["--preset", "Nope-v0"], "unknown preset 'Nope-v0': choose one of"),
         (["--preset", "missing.toml"], "--preset missing.toml: no such file"),
         (["--preset", "Hopper-v5", "--resume", "runs/x"], "cannot be combined with --resume"),
+        (["--preset", "Hopper-v5", "--algo", "pgpe"], "preset Hopper-v5 is tuned for ars; drop"),
         (["--population-size", "ten"], "invalid count"),
         (["--env", "AntBulletEnv-v9"], "did you mean AntBulletEnv-v0"),
         (["--env", "CartPole-v1"], "Discrete action space: not supported"),
@@ -95,7 +96,7 @@ def test_every_config_field_is_a_flag_with_help():
 
 
 def test_counts_take_integral_scientific_notation():
-    cfg, _ = parse(["--max-timesteps", "3.16e7", "--population-size", "1e2",
+    cfg, _, _ = parse(["--max-timesteps", "3.16e7", "--population-size", "1e2",
                     "--noise-table-size", "1_000_000"])  # fmt: skip
     assert (cfg.max_timesteps, cfg.population_size, cfg.noise_table_size) == (
         31_600_000, 100, 1_000_000)  # fmt: skip

@@ -64,21 +64,6 @@ def test_strategies_quick_mode_runs_a_probe_and_reports_it(tmp_path):
     assert bad.returncode == 2 and "no probe 'Nope-v0/ars': choose one of" in bad.stderr
 
 
-def test_preset_with_overrides_is_recorded_merged(tmp_path):
-    train("--preset", "InvertedPendulum-v5", "--population-size", "10", "--timesteps-per-gen",
-          "50", "--max-generations", "3", "--noise-table-size", "1000000", "--num-workers", "1",
-          "--eval-episodes", "2", cwd=tmp_path)  # fmt: skip
-    run = only_run_dir(tmp_path)
-    cfg = json.loads((run / "config.json").read_text())
-    preset = load_preset("InvertedPendulum-v5")
-    assert cfg["env"] == "InvertedPendulum-v5" and run.name.endswith("InvertedPendulum-v5")
-    assert (cfg["algo"], cfg["hidden_dims"]) == (preset["algo"], [])  # "linear", the preset's
-    assert cfg["top_directions"] == preset["top_directions"]
-    assert cfg["population_size"] == 10 and cfg["eval_episodes"] == 2  # from the flags
-    rows = read_log(run)
-    assert [int(r["PeriodicEvalCount"]) for r in rows] == [2, 0, 2]  # the preset's eval_every 2
-
-
 # Two of the six envs, the fastest (every env's own code path is the same).
 QUICK_ENVS = ["InvertedPendulum-v5", "InvertedDoublePendulum-v5"]
 

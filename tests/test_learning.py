@@ -11,7 +11,8 @@ from .helpers import only_run_dir, read_log, train
 @pytest.mark.slow
 def test_inverted_pendulum_reaches_threshold(tmp_path):
     train(
-        "--env", "InvertedPendulumBulletEnv-v0", "--seed", "0", "--max-timesteps", "400000",
+        "--env", "InvertedPendulumBulletEnv-v0", "--preset", "none", "--seed", "0",
+        "--max-timesteps", "400000",
         "--population-size", "20", "--timesteps-per-gen", "2000", "--eval-every", "2",
         "--noise-table-size", "10000000", "--num-workers", "2", "--snapshot-freq", "1",
         cwd=tmp_path, timeout=600,

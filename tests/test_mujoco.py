@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 pytest.importorskip("mujoco", reason="make setup installs the mujoco extra")
 
 # Hopper-v5: episodes of varied length (it falls), ~9k steps/s per core.
-HOPPER = ["--env", "Hopper-v5", "--noise-table-size", "2000000", "--hidden-dims", "16",
+HOPPER = ["--env", "Hopper-v5", "--preset", "none", "--noise-table-size", "2000000",
+          "--hidden-dims", "16",
           "--population-size", "8", "--timesteps-per-gen", "400", "--eval-prob", "0.2",
           "--snapshot-freq", "1"]  # fmt: skip
 COLUMNS = ["GenRewMean", "GenRewStd", "GenLenMean", "EvalGenRewardMean", "EpisodesThisGen",

@@ -189,7 +189,8 @@ def test_failing_checkpoint_write_stops_with_one_line_and_leaves_nothing_that_lo
     # shared noise table (18 KB), config.json and log.csv stay under it. How tensorstore
     # groups the arrays into files varies with timing, so the first save to fail may be a
     # later one: everything before it must load, nothing of it may.
-    args = ["--env", "InvertedPendulumBulletEnv-v0", "--hidden-dims", "64", "64",
+    args = ["--env", "InvertedPendulumBulletEnv-v0", "--preset", "none",
+            "--hidden-dims", "64", "64",
             "--noise-table-size", "4609", "--num-workers", "1", "--envs-per-worker", "1",
             "--population-size", "4", "--timesteps-per-gen", "100", "--max-generations", "4",
             "--snapshot-freq", "1", "--backend", "inline"]  # fmt: skip
