@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,mujoco,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,mujoco,ray,export,tracking]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,8 +11,6 @@ from esjax.config import Config
 from esjax.envs import check_env_id
 from esjax.presets import PRESET_DIR, load_preset, preset_names
 
-from .helpers import only_run_dir, read_log, train
-
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from esjax.config import Config
 from esjax.presets import load_preset
 from esjax.train import parse
 
-from .helpers import only_run_dir, read_log
 from .helpers import main_inline as train
+from .helpers import only_run_dir, read_log
 
 SMALL = ["--population-size", "10", "--timesteps-per-gen", "50", "--max-generations", "3",
          "--noise-table-size", "1000000", "--num-workers", "1", "--eval-episodes", "2"]  # fmt: skip

@@ -1,0 +1,265 @@
+"""A trained policy you can take away: ``esjax.load_policy`` for JAX code, and
+``python -m esjax.export RUN_DIR --format onnx|npz`` for code without esjax.
+
+Every form computes what the workers compute in a noiseless episode (``esjax.worker.act``):
+observations (ob_dim,) or (N, ob_dim) -> normalized by the checkpoint's running statistics
+and clipped to [-5, 5] -> the MLP (or linear map) -> the arg-max bin of each action
+dimension when actions are discretized -> clipped to the env's action bounds (an infinite
+output becomes NaN, not a bound). Float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from esjax.config import ConfigError
+from esjax.core.obstat import CLIP
+
+FORMATS = ("onnx", "npz")
+ONNX_OPSET = 17
+ONNX_IR_VERSION = 8  # what onnxruntime releases of the last years all read
+
+
+class PortablePolicy(NamedTuple):
+    """A checkpoint's policy as plain arrays: what every export holds."""
+
+    env: str
+    checkpoint: int  # the generation of the checkpoint
+    layers: list[tuple[np.ndarray, np.ndarray]]  # [(W (in, out), b (out,)), ...] float32
+    nonlin: str  # of the hidden layers: tanh, relu, lrelu (slope 0.2) or elu
+    normalize: bool  # observations normalized by ob_mean, ob_std, clipped to +-ob_clip
+    ob_mean: np.ndarray  # (ob_dim,) float32
+    ob_std: np.ndarray  # (ob_dim,) float32
+    ob_clip: float
+    ac_bins: int  # 0: continuous actions; else bins per action dimension
+    ac_low: np.ndarray  # (ac_dim,) float32, may be -inf
+    ac_high: np.ndarray  # (ac_dim,) float32, may be inf
+
+    @property
+    def ob_dim(self) -> int:
+        return self.ob_mean.shape[0]
+
+    @property
+    def ac_dim(self) -> int:
+        return self.ac_low.shape[0]
+
+
+def portable_policy(run_dir: Path, checkpoint: str | int = "best") -> PortablePolicy:
+    """The policy of checkpoint ``checkpoint`` ('best', 'latest' or a generation) of
+    ``run_dir``; ConfigError (one line) for a missing run or checkpoint."""
+    from esjax.checkpoint import CheckpointError
+    from esjax.policy import unravel
+    from esjax.state import load_run
+
+    try:
+        run = load_run(Path(run_dir), checkpoint)
+    except CheckpointError as e:
+        raise ConfigError(f"{run_dir}: {e}") from None
+    theta, mean, std = run.policy("best" if checkpoint == "best" else "latest")
+    spec = run.spec
+    layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32))
+              for w, b in unravel(spec, np.asarray(theta, np.float32))]  # fmt: skip
+    return PortablePolicy(
+        env=run.cfg.env, checkpoint=run.step, layers=layers, nonlin=spec.nonlin,
+        normalize=spec.normalize_obs, ob_mean=np.asarray(mean, np.float32),
+        ob_std=np.asarray(std, np.float32), ob_clip=CLIP, ac_bins=spec.ac_bins,
+        ac_low=np.asarray(spec.ac_low, np.float32), ac_high=np.asarray(spec.ac_high, np.float32),
+    )  # fmt: skip
+
+
+def _spec(p: PortablePolicy):
+    from esjax.policy import PolicySpec
+
+    return PolicySpec(
+        ob_dim=p.ob_dim, ac_dim=p.ac_dim, hidden_dims=tuple(w.shape[1] for w, _ in p.layers[:-1]),
+        nonlin=p.nonlin, ac_low=tuple(p.ac_low.tolist()), ac_high=tuple(p.ac_high.tolist()),
+        ac_bins=p.ac_bins, normalize_obs=p.normalize,
+    )  # fmt: skip
+
+
+class Policy:
+    """A loaded policy: ``policy(obs)`` maps observations (ob_dim,) or (N, ob_dim) to
+    actions (ac_dim,) or (N, ac_dim) with one jitted JAX function; ``env`` and
+    ``checkpoint`` say what it is, ``arrays`` holds its weights and statistics."""
+
+    def __init__(self, arrays: PortablePolicy):
+        import jax
+        import jax.numpy as jnp
+
+        from esjax.policy import policy_apply
+
+        self.arrays = arrays
+        self.env, self.checkpoint = arrays.env, arrays.checkpoint
+        spec = _spec(arrays)
+        params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in arrays.layers]
+        mean, std = jnp.asarray(arrays.ob_mean), jnp.asarray(arrays.ob_std)
+        low, high = jnp.asarray(arrays.ac_low), jnp.asarray(arrays.ac_high)
+
+        def apply(obs):
+            actions = policy_apply(spec, params, jnp.asarray(obs, jnp.float32), mean, std)
+            actions = jnp.where(jnp.isinf(actions), jnp.nan, actions)
+            return jnp.clip(actions, low, high)
+
+        self._apply = jax.jit(apply)
+
+    def __call__(self, obs):
+        return self._apply(obs)
+
+    def __repr__(self) -> str:
+        return f"Policy({self.env}, checkpoint {self.checkpoint})"
+
+
+def load_policy(run_dir: str | Path, checkpoint: str | int = "best") -> Policy:
+    """The policy of ``run_dir``'s checkpoint ('best': the θ and statistics that scored the
+    best evaluation; 'latest'; or a generation number) as a jitted callable
+    observations -> actions, normalization and clipping included."""
+    return Policy(portable_policy(Path(run_dir), checkpoint))
+
+
+def to_onnx(p: PortablePolicy):
+    """An ONNX model (onnx.ModelProto): input ``obs`` (N, ob_dim) float32, output
+    ``actions`` (N, ac_dim) float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    x = "obs"
+    if p.normalize:
+        x = node("Sub", [x, const("ob_mean", p.ob_mean)], "ob_centered")
+        x = node("Div", [x, const("ob_std", p.ob_std)], "ob_scaled")
+        lo, hi = const("ob_clip_low", -p.ob_clip), const("ob_clip_high", p.ob_clip)
+        x = node("Clip", [x, lo, hi], "ob_normalized")
+    hidden = {"tanh": ("Tanh", {}), "relu": ("Relu", {}), "lrelu": ("LeakyRelu", {"alpha": 0.2}),
+              "elu": ("Elu", {"alpha": 1.0})}[p.nonlin]  # fmt: skip
+    for i, (w, b) in enumerate(p.layers):
+        x = node("MatMul", [x, const(f"W{i}", w)], f"matmul{i}")
+        x = node("Add", [x, const(f"b{i}", b)], f"layer{i}")
+        if i < len(p.layers) - 1:
+            x = node(hidden[0], [x], f"hidden{i}", **hidden[1])
+    if p.ac_bins:
+        shape = numpy_helper.from_array(np.array([-1, p.ac_dim, p.ac_bins], np.int64), "bins_shape")
+        inits.append(shape)
+        x = node("Reshape", [x, "bins_shape"], "logits")
+        x = node("ArgMax", [x], "bin", axis=2, keepdims=0)
+        x = node("Cast", [x], "bin_float", to=TensorProto.FLOAT)
+        step = (p.ac_high - p.ac_low) / (p.ac_bins - 1)
+        x = node("Mul", [x, const("bin_width", step)], "bin_offset")
+        x = node("Add", [x, const("bin_low", p.ac_low)], "binned")
+    # As the workers: an infinite output becomes NaN (clipping would hide a diverged policy).
+    overflow = node("IsInf", [x], "overflow")
+    x = node("Where", [overflow, const("nan", np.nan), x], "finite_or_nan")
+    x = node("Max", [x, const("ac_low", p.ac_low)], "above_low")
+    node("Min", [x, const("ac_high", p.ac_high)], "actions")
+    graph = helper.make_graph(
+        nodes, f"esjax policy for {p.env}",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["N", p.ob_dim])],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["N", p.ac_dim])],
+        initializer=inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="esjax")  # fmt: skip
+    model.ir_version = ONNX_IR_VERSION
+    helper.set_model_props(model, {"env": p.env, "checkpoint": str(p.checkpoint)})
+    onnx.checker.check_model(model)
+    return model
+
+
+def npz_arrays(p: PortablePolicy) -> dict[str, np.ndarray]:
+    """The arrays of the npz format (README: "A policy without esjax" loads them)."""
+    arrays = {
+        "env": np.array(p.env), "checkpoint": np.array(p.checkpoint),
+        "num_layers": np.array(len(p.layers)), "nonlin": np.array(p.nonlin),
+        "normalize": np.array(p.normalize), "ob_mean": p.ob_mean, "ob_std": p.ob_std,
+        "ob_clip": np.array(p.ob_clip, np.float32), "ac_bins": np.array(p.ac_bins),
+        "ac_low": p.ac_low, "ac_high": p.ac_high,
+    }  # fmt: skip
+    for i, (w, b) in enumerate(p.layers):
+        arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+    return arrays
+
+
+def onnx_max_difference(path: Path, p: PortablePolicy, count: int = 1000, seed: int = 0):
+    """Largest |ONNX - esjax| action difference over ``count`` random observations (mean +
+    3 std x standard normal, so clipping is exercised), by onnxruntime; None without it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    rng = np.random.default_rng(seed)
+    obs = (p.ob_mean + 3 * p.ob_std * rng.standard_normal((count, p.ob_dim))).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["actions"], {"obs": obs})
+    want = np.asarray(Policy(p)(obs))
+    return float(np.max(np.abs(got - want)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m esjax.export",
+        description="Write a run's policy (observation normalization, network, action "
+        "clipping) as one file that runs without esjax.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run_dir", type=Path, help="a run directory written by esjax.train")
+    p.add_argument("--format", choices=FORMATS, default="onnx",
+                   help="onnx (for onnxruntime and any ONNX runtime) or npz (plain NumPy "
+                   "arrays; the README shows a 20-line loader)")  # fmt: skip
+    p.add_argument("--checkpoint", default="best", help="best, latest or a generation number")
+    p.add_argument("--out", type=Path, default=None,
+                   help="file to write (default RUN_DIR/policy_CHECKPOINT.FORMAT)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        policy = portable_policy(args.run_dir, args.checkpoint)
+    except ConfigError as e:
+        parser.error(str(e))
+    out = args.out or args.run_dir / f"policy_{args.checkpoint}.{args.format}"
+    if out.exists() and not args.force:
+        parser.error(f"{out} exists: pass --force to replace it, or --out another file")
+    if not out.absolute().parent.is_dir():
+        parser.error(f"--out {out}: folder {out.parent} does not exist")
+    if args.format == "onnx":
+        try:
+            import onnx
+        except ImportError:
+            parser.error("--format onnx needs the onnx package: pip install 'esjax[export]' "
+                         "(make setup installs it)")  # fmt: skip
+    tmp = out.with_name(out.name + ".tmp")
+    if args.format == "onnx":
+        onnx.save(to_onnx(policy), tmp)
+    else:
+        with open(tmp, "wb") as f:
+            np.savez(f, **npz_arrays(policy))
+    tmp.replace(out)
+    shapes = f"obs ({policy.ob_dim},) -> actions ({policy.ac_dim},)"
+    print(f"{policy.env} checkpoint {policy.checkpoint} ({args.checkpoint}): {out} "
+          f"({out.stat().st_size:,} bytes; {shapes})")  # fmt: skip
+    if args.format == "onnx":
+        diff = onnx_max_difference(out, policy)
+        if diff is not None:
+            print(f"checked with onnxruntime: max |action difference| {diff:.1e} on 1,000 "
+                  "random observations")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
