@@ -23,6 +23,7 @@ from esjax.strategy_options import (
 )
 
 BACKENDS = ("local", "ray", "inline")
+TRACKERS = ("tensorboard", "wandb")  # esjax.trackers
 
 
 class ConfigError(ValueError):
@@ -134,6 +135,12 @@ class Config:
         "L2 weight-decay coefficient (pull of theta toward zero). Default: 0.005 "
         "(openai-es), 0 (ars, pgpe).",
     )
+    logger: tuple[str, ...] = _opt(
+        (),
+        "Experiment trackers beside log.csv: tensorboard (RUN_DIR/tensorboard), wandb "
+        "(offline unless W&B has a key); several at once; none for none. Needs "
+        "esjax[tracking].",
+    )
     snapshot_freq: int = _opt(
         10,
         "Checkpoint the full state every N generations (also at the end and after each new "
@@ -225,6 +232,7 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_dims", _hidden_dims(self.hidden_dims))
+        object.__setattr__(self, "logger", _loggers(self.logger))
         for problem in strategy_problems(self):
             raise ConfigError(problem)
         for name, value in strategy_values(self).items():
@@ -265,6 +273,15 @@ def _hidden_dims(value) -> tuple[int, ...]:
         raise ConfigError(
             f"--hidden-dims takes layer sizes or the word linear (got {items})"
         ) from None
+
+
+def _loggers(value) -> tuple[str, ...]:
+    """Tracker names from a tuple, a list (JSON) or one name; 'none' and repeats dropped."""
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if name not in (*TRACKERS, "none"):
+            raise ConfigError(f"--logger takes {', '.join(TRACKERS)} or none (got {name})")
+    return tuple(dict.fromkeys(n for n in names if n != "none"))
 
 
 def _problems(c: Config):
@@ -365,7 +382,7 @@ def load_run_config(run_dir: Path) -> Config:
 RESUMABLE_OVERRIDES = (
     "max_timesteps", "max_generations", "num_workers", "envs_per_worker", "snapshot_freq",
     "keep_checkpoints", "eval_every", "eval_episodes", "target_return", "backend",
-    "ray_address",
+    "ray_address", "logger",
 )  # fmt: skip
 
 

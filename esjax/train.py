@@ -15,6 +15,7 @@ from typing import get_args, get_type_hints
 
 from esjax.config import (
     RESUMABLE_OVERRIDES,
+    TRACKERS,
     Config,
     ConfigError,
     envs_per_worker_arg,
@@ -94,6 +95,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "hidden_dims":
             kw.update(type=_hidden_dims, nargs="+", metavar="{N,linear}")
+        elif f.name == "logger":
+            kw.update(nargs="+", choices=(*TRACKERS, "none"))
         elif f.name == "envs_per_worker":
             kw.update(type=_envs_per_worker, metavar="{auto,N}")
             if not suppress_defaults:
@@ -186,7 +189,7 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | Non
         print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
     else:
         print(f"run directory: {run_dir}", flush=True)
-    code = _train(trainer, run_dir)
+    code = _train(trainer, run_dir, resumed=resume is not None)
     if code == 0:
         _print_summary(trainer, run_dir)
     return code
@@ -200,6 +203,7 @@ def _start(cfg: Config, resume: Path | None):
     from esjax.envs import check_env_id, env_info
     from esjax.resolve import resolve_config
     from esjax.state import load_run
+    from esjax.trackers import check_trackers
     from esjax.trainer import Trainer
 
     check_env_id(cfg.env)
@@ -221,6 +225,7 @@ def _start(cfg: Config, resume: Path | None):
         # The newest --keep-checkpoints, the best, and one being written, plus the log.
         need = checkpoint_bytes(spec.num_params, info.ob_dim) * (cfg.keep_checkpoints + 2)
         check_free_space(resume or Path(cfg.run_dir), need + (1 << 20))
+        check_trackers(cfg.logger)
         # Workers first: a backend that cannot start (no cluster, a bad env on a worker)
         # fails here, before a run directory exists.
         trainer.start()
@@ -237,12 +242,14 @@ def _start(cfg: Config, resume: Path | None):
     return trainer, run_dir
 
 
-def _train(trainer, run_dir: Path) -> int:
-    """The training loop under a progress display; Ctrl-C / SIGTERM stop it after a
-    checkpoint (a second one quits at once). The exit code."""
+def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
+    """The training loop under a progress display, logging to the trackers of --logger;
+    Ctrl-C / SIGTERM stop it after a checkpoint (a second one quits at once). The exit
+    code."""
     from esjax.checkpoint import CheckpointWriteError
     from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
     from esjax.metrics import ProgressDisplay
+    from esjax.trackers import Trackers
 
     cfg, state = trainer.cfg, trainer.state
     if cfg.max_timesteps:
@@ -262,8 +269,16 @@ def _train(trainer, run_dir: Path) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    trackers = None
+
+    def on_generation(row: dict) -> None:
+        display(row)
+        trackers.log(row)
+
     try:
-        trainer.train(run_dir, on_generation=display)
+        resumed_at = state.timesteps if resumed else None
+        trackers = Trackers(cfg.logger, run_dir, cfg, resumed_at, say=display.bar.write)
+        trainer.train(run_dir, on_generation=on_generation)
         return 0
     except (StopRequested, KeyboardInterrupt):
         print(f"stopped at generation {trainer.state.generation}; checkpoint saved. Resume "
@@ -284,6 +299,8 @@ def _train(trainer, run_dir: Path) -> int:
         return 1
     finally:
         display.close()
+        if trackers is not None:
+            trackers.close()
         trainer.close()
 
 
