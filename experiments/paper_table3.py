@@ -5,7 +5,8 @@
     python -m experiments.paper_table3 --quick --out /tmp/t3   # tiny budgets: a smoke test
 
 Each env trains with its OpenAI-ES settings (``experiments/strategies/ENV/openai-es.toml``,
-what its preset was before ARS and PGPE) for each seed, at most
+what its preset was before ARS and PGPE) for each seed (through ``esjax.seeds``: a seed
+already finished with the same flags is not rerun), at most
 ``--budget-frac`` x the paper's ES timesteps (and ``--max-steps``), and stops early once
 θ's evaluation reaches TRPO's score. Results accumulate in ``OUT/table3_runs.json`` (a
 later call replaces the (env, seed) runs it repeats) and ``OUT/table3.md`` is rewritten
@@ -24,12 +25,11 @@ from pathlib import Path
 from experiments.harness import (
     QUICK_FLAGS,
     REPO,
-    RunResult,
     git_commit,
     machine,
     median_reach,
+    preset_seeds,
     pyplot,
-    run_seed,
     save_figure,
     write_markdown,
 )
@@ -216,16 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = [*args.extra, "--target-return", str(PAPER[env][0][-1])]
             if args.quick:
                 extra += QUICK_FLAGS
-            for seed in args.seeds:
-                t0 = time.perf_counter()
-                probe = str(REPO / "experiments" / "strategies" / env / "openai-es.toml")
-                result: RunResult = run_seed(env, probe, seed, steps, args.runs_dir, extra)
-                new.append(result.to_dict())
-                best = max(result.eval_mean, default=math.nan)
-                print(f"{env} seed {seed}: best evaluation {best:.1f}, "
-                      f"{result.total_env_steps:,} env steps, {time.perf_counter() - t0:.0f} s",
-                      flush=True)  # fmt: skip
-                runs, meta = _store(store, new, argv)
+            probe = str(REPO / "experiments" / "strategies" / env / "openai-es.toml")
+            new += preset_seeds(env, probe, args.seeds, steps, args.runs_dir, extra)
+            runs, meta = _store(store, new, argv)
     runs, meta = _store(store, [], argv, notes=args.notes, touch=not args.report_only)
     path = write_report(args.out, runs, meta)
     print(f"wrote {path}")

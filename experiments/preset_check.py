@@ -6,8 +6,9 @@
 
 Appends to ``OUT/presets_runs.json`` and rewrites ``OUT/presets.md`` (a section per preset,
 with the median over seeds of the best evaluation within the budget and of the env steps
-to the target) and ``OUT/preset_NAME.png``. The protocol is ``experiments.harness``'s; the
-runs do not stop at the target, so the curves show what follows it.
+to the target) and ``OUT/preset_NAME.png``. The seeds run through ``esjax.seeds`` (so a
+seed already finished with the same flags is not rerun) and follow its protocol and
+statistics; the runs do not stop at the target, so the curves show what follows it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ import statistics
 import sys
 from pathlib import Path
 
+from esjax.seeds import aggregate, plot_seeds
 from experiments.harness import (
     QUICK_FLAGS,
     REPO,
     git_commit,
     machine,
     median_reach,
-    pyplot,
-    run_seed,
-    save_figure,
+    preset_seeds,
 )
 
 
@@ -50,13 +50,15 @@ def write_report(out: Path, checks: dict[str, dict]) -> Path:
         bests = [best_within(r, budget) for r in runs]
         med_reach, reached = median_reach(runs, target)
         med_best = statistics.median(bests)
+        spread = aggregate(bests)
         walls = ", ".join(f"{r['wall_s']:.0f} s" for r in runs)
         lines += [
             "",
             f"## {name}: target {target:g} within {budget:,} env steps",
             "",
             f"- Median best evaluation within the budget: **{med_best:.1f}** "
-            f"(seeds: {', '.join(f'{b:.1f}' for b in bests)}); "
+            f"(seeds: {', '.join(f'{b:.1f}' for b in bests)}; IQM {spread['iqm']:.1f}, "
+            f"95 % bootstrap CI [{spread['ci95'][0]:.1f}, {spread['ci95'][1]:.1f}]); "
             f"{'met' if med_best >= target else 'NOT met'}.",
             "- Env steps to the target: median "
             f"{'never' if med_reach is None else f'{med_reach:,.0f}'} (seeds: "
@@ -67,26 +69,10 @@ def write_report(out: Path, checks: dict[str, dict]) -> Path:
             "",
             f"![{name}](preset_{name}.png)",
         ]
-        plot(out / f"preset_{name}.png", name, runs, target, budget)
+        plot_seeds(out / f"preset_{name}.png", runs, name, target)
     path = out / "presets.md"
     path.write_text("\n".join(lines).replace(str(REPO) + "/", "") + "\n")
     return path
-
-
-def plot(path: Path, name: str, runs: list[dict], target: float, budget: float) -> None:
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
-    for i, r in enumerate(runs):
-        ax.plot(r["steps"], r["eval_mean"], color=f"C{i}", lw=1.2, label=f"seed {r['seed']}")
-    ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
-    ax.axvline(budget, color="k", ls=":", lw=1, label="budget")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("evaluation return of θ")
-    ax.set_title(name)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,13 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.out == p.get_default("out"):
         p.error("--quick writes tiny, meaningless results: give --out elsewhere")
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
-        r = run_seed(args.preset, args.preset, seed, args.timesteps, args.runs_dir,
-                     QUICK_FLAGS if args.quick else [])  # fmt: skip
-        runs.append(r.to_dict())
-        print(f"{args.preset} seed {seed}: best evaluation {max(r.eval_mean):.1f}, "
-              f"{r.total_env_steps:,} env steps, {r.wall_s:.0f} s", flush=True)  # fmt: skip
+    runs = preset_seeds(args.preset, args.preset, args.seeds, args.timesteps, args.runs_dir,
+                        QUICK_FLAGS if args.quick else [])  # fmt: skip
     store = args.out / "presets_runs.json"
     checks = json.loads(store.read_text()) if store.exists() else {}
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
