@@ -7,9 +7,9 @@ jitted function); processes, files and environments live in
 
 from esjax.core import *  # noqa: F403
 from esjax.core import __all__ as _core_all
-from esjax.export import load_policy
 from esjax.optim import make_optimizer
 from esjax.policy import PolicySpec, policy_apply, policy_init, unravel
+from esjax.portable import load_policy
 
 __all__ = [
     *_core_all, "PolicySpec", "load_policy", "make_optimizer", "policy_apply", "policy_init",

@@ -158,6 +158,8 @@ def summarize(runs: list[dict], target: float | None = None) -> dict:
             "median": None if math.isinf(med) else med,  # an unreached seed: infinitely late
             "reached": sum(x is not None for x in reached), "n": len(reached),
         }  # fmt: skip
+        if reached and None not in reached:  # every seed reached it: its spread too
+            out["steps_to_target"].update(aggregate(reached))
     return out
 
 
@@ -309,6 +311,9 @@ def summary_lines(summary: dict, title: str, command: str, out: Path | None = No
                          f"[{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] |")  # fmt: skip
     if target is not None:
         t = summary["steps_to_target"]
+        if "iqm" in t:
+            lines.append(f"| env steps to {target:g} | {t['median']:,.0f} | {t['iqm']:,.0f} | "
+                         f"[{t['ci95'][0]:,.0f}, {t['ci95'][1]:,.0f}] |")  # fmt: skip
         med = "never (median seed)" if t["median"] is None else f"{t['median']:,.0f}"
         lines += ["", f"Target {target:g}: reached by {t['reached']}/{t['n']} seeds; median "
                   f"env steps to it: {med} (a seed that never reached it counts as "
@@ -332,8 +337,8 @@ def plot_seeds(path: Path, runs: list[dict], title: str, target: float | None = 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
     curves = [r for r in runs if r["steps"]]
     for i, r in enumerate(curves):
-        ax.plot(r["steps"], r["eval_mean"], color=f"C{i % 10}", lw=0.9, alpha=0.6,
-                label=f"seed {r['seed']}")  # fmt: skip
+        ax.step(r["steps"], r["eval_mean"], where="post", color=f"C{i % 10}", lw=0.9,
+                alpha=0.6, label=f"seed {r['seed']}")  # fmt: skip
     if len(curves) > 1:
         start = max(r["steps"][0] for r in curves)
         end = min(r["steps"][-1] for r in curves)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import esjax
-from esjax.export import portable_policy
 from esjax.policy import unravel
+from esjax.portable import portable_policy
 from esjax.state import load_run
 from esjax.worker import act
 

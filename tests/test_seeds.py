@@ -54,6 +54,8 @@ def test_summary_per_seed_and_across_seeds(tmp_path):
     s = summarize(runs, target=5.5)
     assert s["steps_to_target"] == {"median": None, "reached": 1, "n": 3}
     assert "steps_to_target" not in summarize(runs)["seeds"][0]
+    every = summarize(runs, target=2.0)["steps_to_target"]  # all reached: their spread too
+    assert (every["median"], every["reached"], every["iqm"]) == (100, 3, pytest.approx(280 / 3))
     plot_seeds(tmp_path / "c.png", runs, "three seeds", target=4.0)
     assert (tmp_path / "c.png").stat().st_size > 5000
 
