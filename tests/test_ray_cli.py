@@ -88,7 +88,7 @@ def test_private_instance_matches_local_shows_only_progress_and_ctrl_c_leaves_no
     assert "Resume with" in err and "Traceback" not in err
     # stdout: esjax's lines only, none of Ray's
     lines = (out + rest).splitlines()
-    ours = ("ray: ", "envs per", "2 workers", "run directory", "gen ")
+    ours = ("settings: ", "ray: ", "envs per", "2 workers", "run directory", "gen ")
     assert all(ln.startswith(ours) for ln in lines), lines
     assert "ray: 2 workers on 1 node(s)" in out
     deadline = time.monotonic() + 15

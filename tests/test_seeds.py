@@ -90,6 +90,8 @@ def test_seeds_run_summarize_and_resume(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("settings: preset InvertedPendulum-v5")
     assert "| best evaluation |" in proc.stdout and "Target 20: reached by" in proc.stdout
+    logs = proc.stdout + proc.stderr + (out / "seed_0" / "train.log").read_text()
+    assert "\r" not in logs  # lines in a file, no progress-bar redraws
     summary = json.loads((out / "summary.json").read_text())
     assert [s["seed"] for s in summary["seeds"]] == [0, 1, 2]
     assert all(s["evaluations"] == 3 and math.isfinite(s["best"]) for s in summary["seeds"])
