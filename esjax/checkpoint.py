@@ -7,6 +7,7 @@ loads. No pickle anywhere: loading a checkpoint executes no code.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import shutil
@@ -78,6 +79,9 @@ class CheckpointStore:
                     self._mngr.wait_until_finished()
                 except Exception:
                     _ignore_closed_loop_callbacks()  # before the output comes back
+                    # orbax's failed write tasks are collected later, and asyncio then logs
+                    # "Task exception was never retrieved" with a traceback: already said.
+                    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
                     raise
         except Exception as e:  # orbax / tensorstore raise many kinds for a failed write
             self._remove_unfinished()
