@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from esjax.presets import NO_PRESET
     from esjax.train import parse
 
     parser = build_parser()
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         check_env_id(cfg.env)
     except ConfigError as e:
         parser.error(str(e))
-    label = Path(cfg.preset).stem if cfg.preset != "none" else cfg.env
+    label = Path(cfg.preset).stem if cfg.preset != NO_PRESET else cfg.env
     out = args.out or Path(cfg.run_dir) / "seeds" / label
     target = args.target if args.target is not None else (
         cfg.target_return if math.isfinite(cfg.target_return) else None)  # fmt: skip

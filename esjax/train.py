@@ -127,7 +127,7 @@ def parse(argv: list[str] | None) -> tuple[Config, Path | None, str]:
     """(the run's Config, the run directory to resume or None, the line saying where the
     options come from) from the command line: flags over a preset (``--preset``, else the
     env's own), or over a resumed run's config.json. ConfigError (one line)."""
-    from esjax.presets import settings_line, start_values
+    from esjax.presets import NO_PRESET, settings_line, start_values
 
     build_parser().parse_args(argv)  # --help, and argparse's own errors, with defaults shown
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))
@@ -138,7 +138,7 @@ def parse(argv: list[str] | None) -> tuple[Config, Path | None, str]:
                           "config.json already holds its options")  # fmt: skip
     if resume:
         cfg = resume_config(Path(resume), given)
-        origin = "esjax defaults" if cfg.preset == "none" else f"preset {cfg.preset}"
+        origin = "esjax defaults" if cfg.preset == NO_PRESET else f"preset {cfg.preset}"
         settings = (f"settings: {Path(resume) / 'config.json'} (the run started from "
                     f"{origin}); flags change only its budget and layout")  # fmt: skip
         return cfg, Path(resume), settings
