@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,14 @@ class TensorBoardTracker:
 
         self.logdir = Path(run_dir) / "tensorboard"
         purge = None if resumed_at is None else resumed_at + 1
-        self.writer = SummaryWriter(logdir=str(self.logdir), purge_step=purge, flush_secs=30)
+        # The file name carries only whole seconds: a resume within the same second would
+        # reopen (and truncate) the first file. Nanoseconds keep names unique and in order.
+        self.writer = SummaryWriter(
+            logdir=str(self.logdir),
+            purge_step=purge,
+            flush_secs=30,
+            filename_suffix=f".{time.time_ns()}",
+        )
         if resumed_at is None:
             config = _hparams(cfg, run_dir)
             for summary in hparams(config, {"EvalBestSoFar": 0.0, "GenRewMean": 0.0}):

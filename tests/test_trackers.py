@@ -7,6 +7,7 @@ import shutil
 import struct
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,10 +28,13 @@ def csv_series(run: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def test_tensorboard_events_equal_the_log_across_a_resume(tmp_path):
+def test_tensorboard_events_equal_the_log_across_a_resume(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboardX import event_file_writer
 
+    # tensorboardX names event files by the second: both runs start within the same one.
+    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1.8e9))
     proc = main_inline(*TINY, "--max-generations", "3", "--snapshot-freq", "2",
                        "--eval-every", "2", "--logger", "tensorboard", cwd=tmp_path)  # fmt: skip
     run = only_run_dir(tmp_path)
