@@ -34,6 +34,8 @@ class EpisodeResult(NamedTuple):
     time_env: seconds spent inside the env's reset and step calls for this episode.
     time_glue: the worker's other seconds of the steps this episode took part in (noise,
     statistics, bookkeeping), its share of each lockstep step.
+    actions: (length, ac_dim) float32, the actions the env was stepped with, only from a
+    runner that records them (benchmarks replay them); None otherwise.
     """
 
     episode: Episode
@@ -46,6 +48,7 @@ class EpisodeResult(NamedTuple):
     time_predict: tuple[float, float, float, int]
     time_env: float
     time_glue: float = 0.0
+    actions: np.ndarray | None = None
 
 
 # -- trainer -> worker ----------------------------------------------------------------

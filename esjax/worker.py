@@ -55,6 +55,7 @@ class WorkerConfig(NamedTuple):
     noise_stdev: float
     ac_noise_std: float
     envs_per_worker: int
+    record_actions: bool = False  # each result carries its actions (benchmarks/replay.py)
 
 
 def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
@@ -62,7 +63,8 @@ def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
     from esjax.envs import make_env
 
     envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
-    return EpisodeRunner(cfg.spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std)
+    return EpisodeRunner(cfg.spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std,
+                         record_actions=cfg.record_actions)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -112,14 +114,15 @@ class Slot:
     """The episode running in one env slot and its running totals (plain Python scalars:
     cheaper than NumPy calls at these sizes)."""
 
-    __slots__ = ("episode", "rng", "noise_pos", "ret", "sign_ret", "length", "times")
+    __slots__ = ("episode", "rng", "noise_pos", "ret", "sign_ret", "length", "times", "actions")
 
-    def __init__(self, episode: Episode, rng: np.random.Generator | None):
+    def __init__(self, episode: Episode, rng: np.random.Generator | None, record: bool = False):
         self.episode, self.rng = episode, rng  # rng: its action noise (training only)
         self.noise_pos = 0
         self.ret = self.sign_ret = 0.0
         self.length = 0
         self.times = SlotTimes()
+        self.actions: list[np.ndarray] | None = [] if record else None
 
 
 class EpisodeRunner:
@@ -132,8 +135,9 @@ class EpisodeRunner:
     """
 
     def __init__(self, spec: PolicySpec, envs: list, noise: np.ndarray, noise_stdev: float,
-                 ac_noise_std: float):  # fmt: skip
+                 ac_noise_std: float, record_actions: bool = False):  # fmt: skip
         self.spec, self.envs, self.noise = spec, envs, noise
+        self.record_actions = record_actions
         self.noise_stdev, self.ac_noise_std = noise_stdev, ac_noise_std
         k, ob_dim = len(envs), spec.ob_dim
         self.ac_shape = envs[0].action_space.shape
@@ -207,7 +211,8 @@ class EpisodeRunner:
             w_all[k] = w
             b_all[k] = b
         noisy = bool(self.ac_noise_std > 0 and ep.sign)
-        slot = self.slot[k] = Slot(ep, np.random.default_rng(ep.noise_seed) if noisy else None)
+        rng = np.random.default_rng(ep.noise_seed) if noisy else None
+        slot = self.slot[k] = Slot(ep, rng, self.record_actions)
         t0 = time.perf_counter()
         ob, _ = self.envs[k].reset(seed=ep.env_seed)
         slot.times.env = time.perf_counter() - t0
@@ -274,6 +279,8 @@ class EpisodeRunner:
             t0 = time.perf_counter()
             ob, rew, terminated, truncated, _ = envs[k].step(a)
             dt = time.perf_counter() - t0
+            if s.actions is not None:
+                s.actions.append(np.array(a, np.float32).ravel())
             s.times.env += dt
             in_envs += dt
             obs[k] = ob if self.flat_obs else np.ravel(ob)
@@ -297,7 +304,7 @@ class EpisodeRunner:
             s.episode, s.ret, s.sign_ret, s.length,
             self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
             s.length if calc else 0, (t.predict_sum, t.predict_min, t.predict_max, s.length),
-            t.env, t.glue,
+            t.env, t.glue, None if s.actions is None else np.stack(s.actions),
         )  # fmt: skip
 
 
