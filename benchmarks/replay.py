@@ -10,12 +10,14 @@ cores: the simulator's own time for exactly that work, resets included.
     python benchmarks/replay.py --env AntBulletEnv-v0 --timesteps 1000000
 
 ratio = training steps/s ÷ replay steps/s, whole run and per phase (quarters of the
-run's simulated steps). Training steps/s = steps of the used episodes ÷ generation
-seconds (start-up apart). Where the workers' time went, as shares of workers x
-generation seconds: env, inference, glue (the worker's other per-step time) of the used
-training episodes; evaluation (all of the evaluation episodes' time); thrown away
-(episodes run but not used, at the used episodes' cost per step); other (messaging,
-idle at generation boundaries, the update).
+run's simulated steps). Training steps/s = steps of the used episodes ÷ the seconds of
+``Trainer.train`` (log.csv and checkpoints written as in a run; start-up apart). Where
+the workers' time went, as shares of workers x those seconds: env, inference, glue (the
+worker's other per-step time) of the used training episodes; evaluation (all of the
+evaluation episodes' time); thrown away (episodes run but not used, at the used
+episodes' cost per step); boundary (between a generation's last result and the next
+one's broadcast: the update, log.csv, checkpoints; the workers wait); other (messages,
+workers idle within a generation).
 """
 
 from __future__ import annotations
@@ -64,16 +66,33 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
 
     trainer = Trainer(cfg, pool=pool, log=lambda s: None, on_collected=keep, info=info)
     trainer.start()
-    rows = []
-    cpu0 = time.process_time()
+    spans: list[tuple[float, float]] = []  # each generation's collection (start, end)
+    collect = trainer.dispatcher.collect
+
+    def timed_collect(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = collect(*args, **kwargs)
+        spans.append((t0, time.perf_counter()))
+        return out
+
+    trainer.dispatcher.collect = timed_collect
+    rows: list[dict] = []
+    cpu0, t0 = time.process_time(), time.perf_counter()
     try:
-        while trainer.budget_left():
-            rows.append(trainer.step())
+        with tempfile.TemporaryDirectory() as run_dir:  # log.csv and checkpoints, as a run
+            trainer.train(Path(run_dir), on_generation=rows.append)
     finally:
         cpu = time.process_time() - cpu0  # the trainer process's own (all its threads)
+        end = time.perf_counter()
         trainer.close()
+    starts = [a for a, _ in spans] + [end]
+    # generation i's wall time: from its collection's start to the next one's; the part
+    # after its collection (update, log, checkpoints, next broadcast) is the boundary
+    walls = np.diff(starts)
+    boundary = np.array(starts[1:]) - np.array([b for _, b in spans])
     return {"settings": settings, "cfg": cfg, "startup_s": trainer.startup_s, "rows": rows,
-            "episodes": episodes, "trainer_cpu_s": cpu}  # fmt: skip
+            "episodes": episodes, "trainer_cpu_s": cpu, "walls": walls, "boundary": boundary,
+            "wall_s": end - t0}  # fmt: skip
 
 
 def _replay_worker(env_id: str, path: str, out) -> None:
@@ -127,10 +146,11 @@ def replay_seconds(env_id: str, episodes: list[dict], workers: int) -> np.ndarra
     return seconds
 
 
-def _phase_stats(rows: list[dict], eps: list[dict], replay_s: np.ndarray, workers: int) -> dict:
-    """Throughput, replay ceiling and breakdown of the generations ``rows`` whose used
-    episodes are ``eps`` (their replay seconds ``replay_s``)."""
-    wall = sum(r["TimeElapsedThisGen"] for r in rows)
+def _phase_stats(rows: list[dict], walls: np.ndarray, boundary: np.ndarray, eps: list[dict],
+                 replay_s: np.ndarray, workers: int) -> dict:  # fmt: skip
+    """Throughput, replay ceiling and breakdown of the generations ``rows`` (their wall
+    and boundary seconds) whose used episodes are ``eps`` (their replay seconds)."""
+    wall = float(np.sum(walls))
     worker_s = workers * wall
     used = sum(len(e["actions"]) for e in eps)
     evals = [e for e in eps if e["eval"]]
@@ -145,6 +165,7 @@ def _phase_stats(rows: list[dict], eps: list[dict], replay_s: np.ndarray, worker
         "glue": sum(e["glue_s"] for e in train) / worker_s,
         "evaluation": sum(e["env_s"] + e["infer_s"] + e["glue_s"] for e in evals) / worker_s,
         "thrown_away": thrown * cost / worker_s,
+        "boundary": float(np.sum(boundary)) / wall,  # workers wait on the update, log, saves
     }
     shares["other"] = 1.0 - sum(shares.values())
     train_rate = used / wall
@@ -188,10 +209,10 @@ def replay_benchmark(env_id: str, workers: int, timesteps: int, flags: tuple[str
         if not gens:
             continue
         idx = [i for g in gens for i in by_gen.get(g, [])]
-        phases.append({"phase": p + 1, **_phase_stats([rows[g] for g in gens],
-                                                      [eps[i] for i in idx], replay_s[idx],
-                                                      workers)})  # fmt: skip
-    whole = _phase_stats(rows, eps, replay_s, workers)
+        stats = _phase_stats([rows[g] for g in gens], run["walls"][gens], run["boundary"][gens],
+                             [eps[i] for i in idx], replay_s[idx], workers)  # fmt: skip
+        phases.append({"phase": p + 1, **stats})
+    whole = _phase_stats(rows, run["walls"], run["boundary"], eps, replay_s, workers)
     cfg = run["cfg"]
     return {
         "env": env_id,

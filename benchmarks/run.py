@@ -16,26 +16,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from peer import side_by_side  # noqa: E402
 from policy_step import BACKENDS, bench_policy_step  # noqa: E402
 from ray_backend import node_loss, ray_vs_local  # noqa: E402
+from replay import replay_benchmark  # noqa: E402
 from startup import bench_startup  # noqa: E402
-from throughput import raw_ceiling, training_rate  # noqa: E402
 from update_step import bench_update, copy_bandwidth_gbs  # noqa: E402
 
 from esjax.provenance import git_commit, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (env, hidden dims, goal for the ratio to raw random). 256x256 was the default policy
-# when BENCHMARKS.md was measured, and is the ES paper's Humanoid network;
-# the default is now 64x64, which spends less on inference per step.
+# (env, goal for training / replay). Whole runs from a fresh start, the env's preset (what
+# `python -m esjax.train --env ENV` runs), 2 workers: benchmarks/replay.py.
 CASES = [
-    ("AntBulletEnv-v0", (256, 256), 0.95),
-    ("HalfCheetah-v5", (64, 64), 0.90),  # the ES paper's network
-    ("InvertedPendulumBulletEnv-v0", (256, 256), 0.80),
-    ("HopperBulletEnv-v0", (256, 256), None),
+    ("AntBulletEnv-v0", 0.95),
+    ("HalfCheetah-v5", 0.95),
+    ("InvertedPendulumBulletEnv-v0", 0.85),
 ]
-QUICK_CASES = [("InvertedPendulumBulletEnv-v0", (16,), None)]  # a smoke test: one env
+QUICK_CASES = [("InvertedPendulumBulletEnv-v0", None)]  # a smoke test: one env
+RUN_TIMESTEPS = 1_000_000
+THROWN_AWAY_GOAL = 0.03  # of the simulated steps, over a whole run
+PEER = ("AntBulletEnv-v0", 300_000, 1.5)  # env, timesteps after the first generation, goal
 
 
 def main() -> None:
@@ -51,27 +53,27 @@ def main() -> None:
         "quick": quick,
     }
 
-    # (1) throughput: raw env ceiling vs training, same env and process count (2 workers)
+    # (1) throughput over whole runs against the replay of their episodes
     cases = QUICK_CASES if quick else CASES
     seconds = 2.0 if quick else 60.0
     table = 2_000_000 if quick else 250_000_000
     throughput = []
-    for env_id, hidden, goal in cases:
-        workers = 2
-        print(f"throughput {env_id} {hidden} x{workers} ...", flush=True)
-        raw = raw_ceiling(env_id, workers, seconds / 2)
-        raw_random = raw_ceiling(env_id, workers, seconds / 2, "random")
-        extra = {"noise_table_size": table, **({"hidden_dims": hidden} if hidden else {})}
-        train = training_rate(env_id, workers, seconds, extra)
-        ratio = train["steps_per_s"] / raw_random
-        met = goal is not None and ratio >= goal
-        throughput.append({"env": env_id, "hidden_dims": hidden or "default",
-                           "workers": workers, "raw_steps_per_s": raw,
-                           "raw_random_steps_per_s": raw_random, **train,
-                           "ratio": train["steps_per_s"] / raw, "ratio_random": ratio,
-                           "goal": goal, "goal_met": met})  # fmt: skip
+    for env_id, goal in cases:
+        print(f"throughput {env_id}: a run, its replay, random actions ...", flush=True)
+        flags = ("--noise-table-size", str(table))
+        r = replay_benchmark(env_id, 2, 20_000 if quick else RUN_TIMESTEPS, flags,
+                             random_seconds=1.0 if quick else 20.0)  # fmt: skip
+        met = goal is not None and r["ratio"] >= goal
+        throughput.append(
+            {**r, "goal": goal, "goal_met": met, "thrown_away_goal": THROWN_AWAY_GOAL}
+        )
     _write(out_dir / "throughput.json", {**meta, "results": throughput})
     envs = [cases[0][0]]
+
+    # (1b) side by side with a peer: EvoTorch's PGPE in its own virtual environment
+    peer = None if quick else side_by_side(*PEER, table)
+    if peer is not None:
+        _write(out_dir / "peer.json", {**meta, **peer})
 
     # (2) update step over population x parameter count, with the bandwidth reference
     print("update step ...", flush=True)
@@ -112,7 +114,7 @@ def main() -> None:
     }
     _write(out_dir / "ray_backend.json", {**meta, **rb})
 
-    md = render_markdown(meta, throughput, update, bandwidth, start, policy)
+    md = render_markdown(meta, throughput, peer, update, bandwidth, start, policy)
     md_path.write_text(md + render_ray(rb))
     print(f"wrote {md_path} and {out_dir}/*.json")
 
@@ -121,7 +123,7 @@ def _write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
+def render_markdown(meta, throughput, peer, update, bandwidth, start, policy) -> str:
     lines = [
         "# esjax benchmarks",
         "",
@@ -130,42 +132,10 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
         f"- command: `{meta['command']}`"
         + (" (smoke test: figures are not meaningful)" if meta["quick"] else ""),  # fmt: skip
         "",
-        "## Training throughput vs the raw environment ceiling",
-        "",
-        "2 worker processes against 2 processes stepping the same env with no policy, resets",
-        "included: with a fixed pre-drawn sequence of uniform random actions (raw rnd: the",
-        "ceiling the ratio and the goals use) and with zero actions (raw 0). training =",
-        "timesteps of all used episodes per second of generation time, after a warm-up",
-        "generation, `--envs-per-worker auto`. Where the workers' time went (shares of",
-        "workers x generation time): env = inside reset/step for the used episodes; infer =",
-        "policy inference for them; glue = the worker's other time in their steps (noise,",
-        "statistics, bookkeeping); skipped = episodes thrown away (older θ, past the prefix),",
-        "at the used episodes' cost per step; other = the rest (messaging, idle at generation",
-        "boundaries, the update). env µs/step is the simulator's time per step inside",
-        "training, against raw rnd's 1e6 / (raw rnd / 2).",
-        "",
-        "| env | policy | K | raw 0 steps/s | raw rnd steps/s | training steps/s | ratio "
-        "(raw rnd) | goal | met | env µs/step (training / raw rnd) | env | infer | glue | "
-        "skipped | other | skipped frac | generations |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | "
-        "---: | ---: | ---: | ---: | ---: |",
+        *render_throughput(throughput),
+        *render_peer(peer),
     ]
-    for r in throughput:
-        b, hidden = r["breakdown"], r["hidden_dims"]
-        net = "x".join(map(str, hidden)) if hidden != "default" else "256x256"
-        raw_us = 1e6 * r["workers"] / r["raw_random_steps_per_s"]
-        goal = f"{r['goal']:.2f}" if r["goal"] else "-"
-        met = ("yes" if r["goal_met"] else "**no**") if r["goal"] else "-"
-        lines.append(
-            f"| {r['env']} | {net} | {r['envs_per_worker']} | {r['raw_steps_per_s']:,.0f} | "
-            f"{r['raw_random_steps_per_s']:,.0f} | {r['steps_per_s']:,.0f} | "
-            f"{r['ratio_random']:.2f} | {goal} | {met} | {r['env_us_per_step']:.1f} / "
-            f"{raw_us:.1f} | {b['env']:.2f} | {b['inference']:.2f} | {b['glue']:.2f} | "
-            f"{b['skipped']:.2f} | {b['other']:.2f} | {r['skipped_frac_mean']:.3f} | "
-            f"{r['generations']} |"
-        )
     lines += [
-        "",
         "## Update step (gather noise rows + weighted sum + Adam)",
         "",
         f"Plain array copy bandwidth: {bandwidth:.1f} GB/s (read + write). numpy = the notebook's",
@@ -208,6 +178,104 @@ def render_markdown(meta, throughput, update, bandwidth, start, policy) -> str:
         )
     lines += [""]
     return "\n".join(lines)
+
+
+def _mark(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "**no**")
+
+
+def render_throughput(throughput: list[dict]) -> list[str]:
+    """The whole-run table and the per-phase breakdown (benchmarks/replay.py)."""
+    lines = [
+        "## Training throughput over whole runs, against the replay of their episodes",
+        "",
+        "Each env trains from a fresh start with the settings `python -m esjax.train --env",
+        "ENV` uses (its preset), 2 workers, `--envs-per-worker auto`, log.csv and",
+        "checkpoints written as in a run. Every episode it used (training and evaluation) is",
+        "then replayed open-loop on the bare simulator (the env's `unwrapped`: its reset",
+        "seed, its recorded actions) in 2 processes on the same cores: the simulator's own",
+        "time for exactly that work (replay). Random actions: 2 processes stepping the",
+        "wrapped env with pre-drawn uniform random actions, the old ceiling. training =",
+        "steps of the used episodes ÷ the seconds of the run (start-up apart). thrown away",
+        "= steps simulated but not used (episodes of an older θ or past a generation's",
+        "prefix), as a share of all simulated steps.",
+        "",
+        "| env | strategy, policy | K | timesteps | training steps/s | replay steps/s | "
+        "ratio | goal | met | random-action steps/s | ratio (random) | thrown away | "
+        "goal | met | trainer CPU |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | "
+        "---: | --- | ---: |",
+    ]
+    for r in throughput:
+        net = "x".join(map(str, r["hidden_dims"])) or "linear"
+        goal = f"{r['goal']:.2f}" if r["goal"] else "-"
+        thrown_met = r["thrown_away_frac"] <= r["thrown_away_goal"]
+        lines.append(
+            f"| {r['env']} | {r['algo']}, {net} | {r['envs_per_worker']} | "
+            f"{r['timesteps']:,} | {r['train_steps_per_s']:,.0f} | "
+            f"{r['replay_steps_per_s']:,.0f} | {r['ratio']:.2f} | {goal} | "
+            f"{_mark(r['goal_met'] if r['goal'] else None)} | {r['random_steps_per_s']:,.0f} | "
+            f"{r['ratio_random']:.2f} | {100 * r['thrown_away_frac']:.1f} % | "
+            f"{100 * r['thrown_away_goal']:.0f} % | {_mark(thrown_met)} | "
+            f"{r['trainer_cpu_share']:.3f} |"
+        )
+    lines += [
+        "",
+        "Where the workers' time went, whole run (all) and by quarter of its simulated",
+        "steps (shares of 2 workers x wall seconds): env, inference, glue (the worker's",
+        "other per-step time) of the used training episodes; evaluation = all the time of",
+        "evaluation episodes; thrown away, at the used episodes' cost per step; boundary =",
+        "workers waiting between generations (the update, log.csv, checkpoints, the next",
+        "broadcast); other = the rest (messages, slots idle within a generation). env /",
+        "replay = the simulator's time inside training over its time in the replay, same",
+        "episodes (wrappers, resets, cache effects of stepping K envs in turn). trainer",
+        "CPU = the trainer process's CPU seconds over 2 x wall seconds.",
+        "",
+        "| env | part | mean episode | ratio | env | inference | glue | evaluation | "
+        "thrown away | boundary | other | env / replay |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in throughput:
+        for part in [{**r, "phase": "all"}, *r["phases"]]:
+            b = part["breakdown"]
+            name = "all" if part["phase"] == "all" else f"Q{part['phase']}"
+            lines.append(
+                f"| {r['env']} | {name} | {part['mean_train_episode']:,.0f} | "
+                f"{part['ratio']:.2f} | {b['env']:.2f} | {b['inference']:.2f} | "
+                f"{b['glue']:.2f} | {b['evaluation']:.2f} | {b['thrown_away']:.2f} | "
+                f"{b['boundary']:.2f} | {b['other']:.2f} | {part['env_over_replay']:.2f} |"
+            )
+    return [*lines, ""]
+
+
+def render_peer(peer: dict | None) -> list[str]:
+    """esjax ÷ EvoTorch steps/s (benchmarks/peer.py); nothing in the quick mode."""
+    if peer is None:
+        return []
+    ours, theirs = peer["esjax"], peer["evotorch"]
+    net = "x".join(map(str, ours["hidden_dims"])) or "linear"
+    return [
+        "## Side by side with EvoTorch",
+        "",
+        f"{peer['env']}: esjax (its preset: OpenAI-ES, {net} tanh, {ours['population_size']} "
+        f"episodes and {ours['timesteps_per_gen']:,} timesteps per generation, no periodic",
+        f"evaluation) and EvoTorch {theirs['evotorch']}'s PGPE + ClipUp (torch "
+        f"{theirs['torch']}, `GymNE`, the same network, popsize {theirs['popsize']} growing",
+        f"to {theirs['interactions']:,} interactions per generation, observation",
+        "normalization), each with 2 worker processes (EvoTorch: Ray actors), back to back;",
+        "steps/s = simulated steps after the first generation over their seconds.",
+        "EvoTorch runs in its own virtual environment (benchmarks/peer.py).",
+        "",
+        "| | steps | seconds | steps/s |",
+        "| --- | ---: | ---: | ---: |",
+        f"| esjax | {ours['steps']:,} | {ours['seconds']:.1f} | {ours['steps_per_s']:,.0f} |",
+        f"| EvoTorch | {theirs['steps']:,} | {theirs['seconds']:.1f} | "
+        f"{theirs['steps_per_s']:,.0f} |",
+        "",
+        f"esjax ÷ EvoTorch: **{peer['ratio']:.2f}** (goal {peer['goal']:.1f}: "
+        f"{_mark(peer['goal_met'])}).",
+        "",
+    ]
 
 
 def render_ray(rb) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import time
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -71,6 +72,27 @@ class ForgetContactsOnReset(gym.Wrapper):
             for b, pos, orn in poses:
                 client.resetBasePositionAndOrientation(b, pos, orn)
         return self.env.reset(seed=seed, options=options)
+
+
+# Wrappers that only check what esjax's worker guarantees itself: reset before step
+# (OrderEnforcing), the API's types (PassiveEnvChecker), the episode limit (TimeLimit: the
+# worker ends an episode at the limit itself); ForgetContactsOnReset acts on reset only.
+_STEP_THROUGH = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing,
+                 gym.wrappers.PassiveEnvChecker, ForgetContactsOnReset)  # fmt: skip
+
+
+def stepping_env(env: gym.Env) -> tuple[gym.Env, int | None]:
+    """(the env whose ``step`` gives the same transitions as ``env.step`` once ``env`` is
+    reset, below the wrappers that only check; the episode limit the caller must then
+    enforce: truncated once an episode has that many steps, as TimeLimit does, or None).
+    Measured: the wrappers cost 10-16 % of a step on HalfCheetah-v5 and
+    InvertedPendulumBulletEnv-v0. Any other wrapper stays in the stepping env."""
+    limit = None
+    while isinstance(env, _STEP_THROUGH):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            limit = env._max_episode_steps
+        env = env.env
+    return env, limit
 
 
 MUJOCO_INSTALL = "pip install 'esjax[mujoco]' (or make setup, which installs it)"
@@ -153,6 +175,26 @@ def describe_env(env: gym.Env) -> EnvInfo:
         max_episode_steps=spec.max_episode_steps if spec else None,
         reward_threshold=spec.reward_threshold if spec else None,
     )
+
+
+def step_seconds(env_id: str, steps: int = 20) -> float:
+    """Seconds one ``step`` of ``env_id`` takes here: the median of 3 runs of ``steps``
+    steps with zero actions after a reset (sizes --envs-per-worker auto)."""
+    env = make_env(env_id)
+    try:
+        env.reset(seed=0)
+        zero = np.zeros(env.action_space.shape, env.action_space.dtype)
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                _, _, terminated, truncated, _ = env.step(zero)
+                if terminated or truncated:
+                    env.reset(seed=0)
+            runs.append((time.perf_counter() - t0) / steps)
+        return float(np.median(runs))
+    finally:
+        env.close()
 
 
 def env_info(env_id: str) -> EnvInfo:

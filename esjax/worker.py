@@ -138,6 +138,12 @@ class EpisodeRunner:
                  ac_noise_std: float, record_actions: bool = False):  # fmt: skip
         self.spec, self.envs, self.noise = spec, envs, noise
         self.record_actions = record_actions
+        from esjax.envs import stepping_env
+
+        # env.step below the checking wrappers, with their episode limit kept here
+        inner = [stepping_env(env) for env in envs]
+        self.step_fns = [env.step for env, _ in inner]
+        self.limit = inner[0][1] if inner else None
         self.noise_stdev, self.ac_noise_std = noise_stdev, ac_noise_std
         k, ob_dim = len(envs), spec.ob_dim
         self.ac_shape = envs[0].action_space.shape
@@ -272,12 +278,13 @@ class EpisodeRunner:
     def _step_envs(self, actions: np.ndarray, predict_s: float) -> tuple[list[int], float]:
         """``env.step`` in each active slot; (slots whose episode ended, seconds in envs)."""
         done, in_envs = [], 0.0
-        envs, obs, noisy, noise_pos = self.envs, self.obs, self.noisy, self.noise_pos
+        steps, obs, noisy, noise_pos = self.step_fns, self.obs, self.noisy, self.noise_pos
+        limit = self.limit
         for k in self.active:
             s = self.slot[k]
             a = actions[k] if self.flat_actions else actions[k].reshape(self.ac_shape)
             t0 = time.perf_counter()
-            ob, rew, terminated, truncated, _ = envs[k].step(a)
+            ob, rew, terminated, truncated, _ = steps[k](a)
             dt = time.perf_counter() - t0
             if s.actions is not None:
                 s.actions.append(np.array(a, np.float32).ravel())
@@ -289,7 +296,7 @@ class EpisodeRunner:
             s.sign_ret += (rew > 0) - (rew < 0)
             s.length += 1
             s.times.add_predict(predict_s)
-            if terminated or truncated:
+            if terminated or truncated or s.length == limit:
                 done.append(k)
             elif noisy[k]:
                 noise_pos[k] += 1

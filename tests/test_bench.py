@@ -24,18 +24,22 @@ def test_bench_quick_writes_results_and_table(tmp_path):
         assert data["machine"] and data["date"] and "make bench" in data["command"]
     tp = json.loads((tmp_path / "throughput.json").read_text())["results"]
     assert {r["env"] for r in tp} == {"InvertedPendulumBulletEnv-v0"}
-    assert all(r["raw_steps_per_s"] > 0 and r["steps_per_s"] > 0 for r in tp)
-    assert all(r["raw_random_steps_per_s"] > 0 and 0 < r["env_time_frac_mean"] <= 1 for r in tp)
-    for r in tp:  # the shares of the workers' time add up, each within [0, 1]
-        b = r["breakdown"]
-        assert sum(b.values()) == pytest.approx(1.0)
-        assert all(0 <= b[k] <= 1 for k in ("env", "inference", "glue", "skipped"))
-        assert r["envs_per_worker"] >= 1 and r["ratio_random"] > 0
+    for r in tp:
+        assert r["timesteps"] >= 20_000 and r["settings"].startswith("settings: preset")
+        assert r["train_steps_per_s"] > 0 and r["replay_steps_per_s"] > 0
+        assert r["random_steps_per_s"] > 0 and r["ratio"] > 0
+        assert r["simulated_steps"] == r["used_steps"] + r["thrown_away_steps"]
+        for part in [r, *r["phases"]]:  # the shares of the workers' time add up
+            b = part["breakdown"]
+            assert sum(b.values()) == pytest.approx(1.0)
+            assert all(0 <= b[k] <= 1 for k in b if k != "other")
+        assert sum(p["used_steps"] for p in r["phases"]) == r["used_steps"]
     policy = json.loads((tmp_path / "policy_step.json").read_text())["results"]
     assert {r["backend"] for r in policy} == {"jax", "numpy"}
     assert all(r["inference_us_per_step"] > 0 for r in policy)
     md = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| env | policy | K | raw 0 steps/s" in md and "Plain array copy bandwidth" in md
+    assert "| env | strategy, policy | K | timesteps |" in md and "| env | part |" in md
+    assert "Plain array copy bandwidth" in md and "EvoTorch" not in md  # no peer when quick
     assert "| backend | K | inference" in md
     rb = json.loads((tmp_path / "ray_backend.json").read_text())
     assert all(rb["throughput"][b]["steps_per_s"][0] > 0 for b in ("local", "ray"))

@@ -196,6 +196,18 @@ def test_work_goes_out_only_while_the_minimums_are_projected_short(workers):
     assert len(pool.sent) <= len(gen.used) + workers * cap
 
 
+@pytest.mark.parametrize("workers, envs, seed", [(1, 2, 0), (2, 3, 1), (3, 8, 2), (2, 16, 3)])
+def test_nothing_is_sent_past_the_projection_when_it_holds(workers, envs, seed, monkeypatch):
+    """Episodes as long as projected: every episode sent is used, whatever order they
+    finish in. A worker that runs out waits; it does not start work to throw away."""
+    monkeypatch.setattr(sys.modules[__name__], "length", lambda ep: 12)
+    pool = FakePool(workers, envs, seed)
+    gen = collect(pool, min_episodes=30, min_timesteps=200)
+    assert (
+        len(pool.sent) == len(gen.used) and gen.skipped == 0 and gen.env_steps == 12 * len(gen.used)
+    )
+
+
 @pytest.mark.parametrize("workers, envs, seed", [(1, 1, 0), (2, 2, 1), (3, 8, 2)])
 def test_periodic_evaluations_are_all_used_apart_and_count_toward_no_minimum(
     workers, envs, seed, monkeypatch

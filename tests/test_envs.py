@@ -31,3 +31,39 @@ def test_an_episode_is_the_same_in_a_new_env_and_after_other_episodes(env_id):
         np.testing.assert_array_equal(again, zero_action_episode(new, seed))
         new.close()
     used.close()
+
+
+def _episodes(step, reset, env, seed: int, limit: int | None = None) -> list:
+    """Transitions (obs, reward, terminated, truncated) of 3 episodes with actions from
+    ``seed``, stepping with ``step``; ``limit``: truncate at that many steps."""
+    rng = np.random.default_rng(seed)
+    space, out = env.action_space, []
+    for episode in range(3):
+        reset(seed=seed + episode)
+        for t in range(1, 10**4):
+            a = rng.uniform(space.low, space.high).astype(np.float32)
+            ob, rew, term, trunc, _ = step(a)
+            trunc = trunc or t == limit
+            out.append((np.asarray(ob).tolist(), float(rew), bool(term), bool(trunc)))
+            if term or trunc:
+                break
+    return out
+
+
+@pytest.mark.parametrize("env_id", ["InvertedPendulumBulletEnv-v0", "HopperBulletEnv-v0",
+                                    "Pendulum-v1", "InvertedPendulum-v5"])  # fmt: skip
+def test_stepping_below_the_checking_wrappers_gives_the_same_episodes(env_id):
+    """The workers step the env below TimeLimit / OrderEnforcing (``stepping_env``) and
+    end episodes at the limit themselves: the same transitions, truncation included
+    (Pendulum-v1 only ends by its 200-step limit)."""
+    if env_id.endswith("-v5"):
+        pytest.importorskip("mujoco")
+    from esjax.envs import stepping_env
+
+    wrapped, bare = make_env(env_id), make_env(env_id)
+    inner, limit = stepping_env(bare)
+    assert limit == wrapped.spec.max_episode_steps and inner is not bare
+    want = _episodes(wrapped.step, wrapped.reset, wrapped, 7)
+    assert _episodes(inner.step, bare.reset, bare, 7, limit) == want
+    if env_id == "Pendulum-v1":
+        assert [t[3] for t in want].count(True) == 3 and len(want) == 600

@@ -72,10 +72,11 @@ def test_envs_per_worker_auto_is_printed_and_recorded(tmp_path):
     i = args.index("--envs-per-worker")
     del args[i : i + 2]
     proc = train(*args, "--max-generations", "1", cwd=tmp_path)
-    # 16 hidden units on InvertedPendulum: tiny weights, so one wave of 8 episodes / 2
-    assert "envs per worker: auto -> 5" in proc.stdout
+    # 16 hidden units on InvertedPendulum: tiny weights, so one wave of 8 training and 5
+    # evaluation episodes (every 10 generations) on 2 workers
+    assert "envs per worker: auto -> 7" in proc.stdout
     run = only_run_dir(tmp_path)
-    assert json.loads((run / "config.json").read_text())["envs_per_worker"] == 5
+    assert json.loads((run / "config.json").read_text())["envs_per_worker"] == 7
     train("--resume", str(run), "--envs-per-worker", "3", "--max-generations", "2", cwd=tmp_path)
     assert json.loads((run / "config.json").read_text())["envs_per_worker"] == 3
 

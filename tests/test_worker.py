@@ -197,11 +197,18 @@ def test_a_worker_left_idle_runs_each_episode_it_is_sent_once(monkeypatch):
 
 
 def test_auto_envs_per_worker_is_one_wave_capped_by_the_weights_cache_budget():
-    # HalfCheetah, 64x64 (6,214 parameters): 40 episodes on 2 workers, plus 20%
-    assert auto_envs_per_worker(6_214, 40, 10_000, 1000, 2) == 24
+    # HalfCheetah-v5's preset, 64x64 (6,214 parameters): 20 training and 5 evaluation
+    # episodes per generation in one wave on 2 workers (12 left one episode for later)
+    assert auto_envs_per_worker(6_214, 20, 20_000, 1000, 2, eval_episodes=5) == 13
     # Ant's default 256x256 (75,272 parameters): 300 KB a slot, so 2
     assert auto_envs_per_worker(75_272, 40, 10_000, 1000, 2) == 2
     # a timestep minimum that needs more episodes than the population; the 32 cap
-    assert auto_envs_per_worker(1_000, 8, 40_000, 1000, 2) == 24
+    assert auto_envs_per_worker(1_000, 8, 40_000, 1000, 2) == 20
     assert auto_envs_per_worker(100, 400, 10_000, 1000, 2) == 32
     assert auto_envs_per_worker(10**7, 40, 10_000, 1000, 2) == 1
+    # --eval-prob units ride along: about 10 % more episodes
+    assert auto_envs_per_worker(1_000, 40, 10_000, 1000, 2, eval_prob=0.1) == 22
+    # a slow simulator step (AntBulletEnv-v0, ~500 µs) amortizes the policy call with few
+    # slots: 4, not one wave of 23; a fast one (HalfCheetah-v5, ~50 µs) keeps the wave
+    assert auto_envs_per_worker(1_000, 40, 10_000, 1000, 2, 5, step_seconds=5e-4) == 4
+    assert auto_envs_per_worker(6_214, 20, 20_000, 1000, 2, 5, step_seconds=5e-5) == 13
