@@ -70,7 +70,9 @@ def evotorch_rate(env_id: str, timesteps: int, hidden, popsize: int, interaction
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"EvoTorch's run failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # Ray's actors print to the same stdout: the result is the line that is our JSON
+    line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith('{"evotorch"'))
+    return json.loads(line)
 
 
 def side_by_side(env_id: str, timesteps: int, goal: float, table: int) -> dict:

@@ -1,4 +1,5 @@
-"""A real learning run: InvertedPendulumBulletEnv-v0 to its registered threshold."""
+"""A real learning run: InvertedPendulumBulletEnv-v0 to its registered threshold, with
+the env's preset (ARS V2-t, a linear policy: median 4.5e4 steps to 950 on seeds 0-2)."""
 
 import subprocess
 import sys
@@ -11,9 +12,7 @@ from .helpers import only_run_dir, read_log, train
 @pytest.mark.slow
 def test_inverted_pendulum_reaches_threshold(tmp_path):
     train(
-        "--env", "InvertedPendulumBulletEnv-v0", "--preset", "none", "--seed", "0",
-        "--max-timesteps", "400000",
-        "--population-size", "20", "--timesteps-per-gen", "2000", "--eval-every", "2",
+        "--env", "InvertedPendulumBulletEnv-v0", "--seed", "0", "--max-timesteps", "150000",
         "--noise-table-size", "10000000", "--num-workers", "2", "--snapshot-freq", "1",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip

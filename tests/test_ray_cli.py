@@ -186,7 +186,9 @@ def test_cli_on_a_two_node_cluster_matches_local_and_refuses_bad_addresses(
     wrong = tmp_path / "wrong_token"
     wrong.mkdir()
     t0 = time.monotonic()
-    proc = cli(wrong, {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, "--backend", "ray",
+    # (Ray retries reading the session name, a second apart, 20 times by default: 2 here.)
+    proc = cli(wrong, {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                       "RAY_NUM_REDIS_GET_RETRIES": "2"}, "--backend", "ray",
                "--ray-address", address)  # fmt: skip
     assert proc.returncode == 2 and time.monotonic() - t0 < 120
     last = proc.stderr.strip().splitlines()[-1]
