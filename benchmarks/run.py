@@ -63,7 +63,7 @@ def main() -> None:
         flags = ("--noise-table-size", str(table))
         r = replay_benchmark(env_id, 2, 20_000 if quick else RUN_TIMESTEPS, flags,
                              random_seconds=1.0 if quick else 20.0)  # fmt: skip
-        met = goal is not None and r["ratio"] >= goal
+        met = goal is not None and bool(r["ratio"] >= goal)
         throughput.append(
             {**r, "goal": goal, "goal_met": met, "thrown_away_goal": THROWN_AWAY_GOAL}
         )
@@ -120,7 +120,12 @@ def main() -> None:
 
 
 def _write(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    path.write_text(json.dumps(obj, indent=2, default=_plain) + "\n")
+
+
+def _plain(value):
+    """NumPy scalars and arrays as JSON's numbers and lists."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def render_markdown(meta, throughput, peer, update, bandwidth, start, policy) -> str:
