@@ -116,9 +116,10 @@ class Config:
     envs_per_worker: int = _opt(
         0,
         "Environments each worker steps in lockstep (one policy call for all); 'auto' "
-        "picks one wave of a generation's episodes per worker, capped so the slots' "
-        "perturbed weights stay cache-sized (esjax.resolve.auto_envs_per_worker). Results "
-        "do not depend on it.",
+        "picks one wave of a generation's episodes (evaluations included) per worker, no "
+        "more than share the policy call well for the env's step time, and few enough that "
+        "the slots' perturbed weights stay cache-sized (esjax.resolve.auto_envs_per_worker). "
+        "Results do not depend on it.",
     )
     learning_rate: float | None = _opt(
         None,
