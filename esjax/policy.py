@@ -136,10 +136,35 @@ def policy_apply(
     return _forward(spec, params, ob, ob_mean, ob_std, jnp, NONLINEARITIES)
 
 
+# In place on a fresh layer output: the same values as NUMPY_NONLINEARITIES, no new array
+_NUMPY_IN_PLACE = {
+    "tanh": lambda x: np.tanh(x, out=x),
+    "relu": lambda x: np.maximum(x, np.float32(0), out=x),
+}
+
+
 def policy_apply_np(
     spec: PolicySpec, params, obs: np.ndarray, ob_mean: np.ndarray, ob_std: np.ndarray
 ) -> np.ndarray:
     """NumPy ``policy_apply``: actions (K, ac_dim) for observations (K, ob_dim), row k
     with its own weights [(W (K, in, out), b (K, out)), ...]; also takes one observation
-    (ob_dim,) with unbatched weights. All float32; no action noise."""
-    return _forward(spec, params, obs, ob_mean, ob_std, np, NUMPY_NONLINEARITIES)
+    (ob_dim,) with unbatched weights. All float32; no action noise.
+
+    The same operations as ``_forward`` in the same order (the same bits), each writing
+    into the array the previous one made: the workers call it every step, and at these
+    sizes a NumPy call's fixed cost is most of its time."""
+    if spec.normalize_obs:
+        x = np.subtract(obs, ob_mean)
+        np.divide(x, ob_std, out=x)
+        np.maximum(x, -CLIP, out=x)  # np.clip's values, without its Python wrapper
+        np.minimum(x, CLIP, out=x)
+    else:
+        x = obs
+    act = _NUMPY_IN_PLACE.get(spec.nonlin) or NUMPY_NONLINEARITIES[spec.nonlin]
+    for w, b in params[:-1]:
+        y = np.matmul(x[..., None, :], w)[..., 0, :]
+        x = act(np.add(y, b, out=y))
+    w, b = params[-1]
+    out = np.matmul(x[..., None, :], w)[..., 0, :]
+    np.add(out, b, out=out)
+    return discretize(out, spec, np) if spec.ac_bins else out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import queue
 import time
 from collections import deque
@@ -82,47 +83,64 @@ def act(
     where ``noisy`` (K,) is true, if given), clipped to [low, high]; an infinite value
     becomes NaN, not a bound. Also takes one observation (ob_dim,) with unbatched weights.
     float32."""
+    return act_checked(spec, params, obs, ob_mean, ob_std, noise, noisy)[0]
+
+
+def act_checked(spec, params, obs, ob_mean, ob_std, noise=None, noisy=None):
+    """(``act``'s actions, whether every one of them is finite)."""
     actions = policy_apply_np(spec, params, obs, ob_mean, ob_std)
     if noise is not None:
         np.add(actions, noise, out=actions, where=True if noisy is None else noisy[:, None])
-    overflow = np.isinf(actions)
-    if overflow.any():  # clipping would hide a diverged policy: make it NaN, not a bound
-        actions[overflow] = np.nan
+    finite = math.isfinite(np.add.reduce(actions, axis=None))  # one call, not a check each
+    if not finite:  # clipping would hide a diverged policy: make it NaN, not a bound
+        actions[np.isinf(actions)] = np.nan
+        finite = bool(np.isfinite(actions).all())  # a finite sum that overflowed
     low, high = _bounds(spec)
-    return np.clip(actions, low, high, out=actions)
-
-
-class SlotTimes:
-    """Seconds an episode cost its worker: in the env's reset and step calls, its share
-    of the policy calls (sum, min, max per step) and of the rest of each step (glue)."""
-
-    __slots__ = ("env", "glue", "predict_sum", "predict_min", "predict_max")
-
-    def __init__(self) -> None:
-        self.env = self.glue = self.predict_sum = self.predict_max = 0.0
-        self.predict_min = np.inf
-
-    def add_predict(self, dt: float) -> None:
-        self.predict_sum += dt
-        if dt < self.predict_min:
-            self.predict_min = dt
-        if dt > self.predict_max:
-            self.predict_max = dt
+    np.maximum(actions, low, out=actions)  # np.clip's values, without its Python wrapper
+    return np.minimum(actions, high, out=actions), finite
 
 
 class Slot:
     """The episode running in one env slot and its running totals (plain Python scalars:
-    cheaper than NumPy calls at these sizes)."""
+    cheaper than NumPy calls at these sizes); ``env_s``: seconds in the env's reset and
+    step calls."""
 
-    __slots__ = ("episode", "rng", "noise_pos", "ret", "sign_ret", "length", "times", "actions")
+    __slots__ = ("episode", "rng", "ret", "sign_ret", "length", "env_s", "actions")
 
     def __init__(self, episode: Episode, rng: np.random.Generator | None, record: bool = False):
         self.episode, self.rng = episode, rng  # rng: its action noise (training only)
-        self.noise_pos = 0
-        self.ret = self.sign_ret = 0.0
+        self.ret = self.sign_ret = self.env_s = 0.0
         self.length = 0
-        self.times = SlotTimes()
         self.actions: list[np.ndarray] | None = [] if record else None
+
+
+class StepTimes:
+    """Each lockstep step's per-slot share of the policy call and of the rest of the step
+    (glue), newest last: an episode's steps are the last ``length`` of them (it took part
+    in every step from its start to its end), so its totals are summed once, at its end."""
+
+    KEEP = 1 << 16  # trimmed beyond this to the longest running episode's steps
+
+    def __init__(self) -> None:
+        self.predict: list[float] = []
+        self.glue: list[float] = []
+
+    def add(self, predict_s: float, glue_s: float) -> None:
+        self.predict.append(predict_s)
+        self.glue.append(glue_s)
+
+    def of_last(self, n: int) -> tuple[tuple[float, float, float, int], float]:
+        """((sum, min, max, n) of the policy shares, sum of the glue) of the last n steps."""
+        if not n:
+            return (0.0, np.inf, 0.0, 0), 0.0
+        p = self.predict[-n:]
+        return (sum(p), min(p), max(p), n), sum(self.glue[-n:])
+
+    def trim(self, longest: int) -> None:
+        """Forget all but the last ``longest`` steps once more than KEEP are held."""
+        if len(self.predict) > self.KEEP:
+            del self.predict[: len(self.predict) - longest]
+            del self.glue[: len(self.glue) - longest]
 
 
 class EpisodeRunner:
@@ -170,6 +188,7 @@ class EpisodeRunner:
         self.ac_noise = np.zeros((k, NOISE_BLOCK, spec.ac_dim), np.float32)  # scaled
         self.noise_pos = np.zeros(k, np.intp)  # each slot's row in its block of noise
         self._rows = np.arange(k)
+        self.step_times = StepTimes()
 
     @property
     def busy(self) -> bool:
@@ -221,9 +240,10 @@ class EpisodeRunner:
         slot = self.slot[k] = Slot(ep, rng, self.record_actions)
         t0 = time.perf_counter()
         ob, _ = self.envs[k].reset(seed=ep.env_seed)
-        slot.times.env = time.perf_counter() - t0
+        slot.env_s = time.perf_counter() - t0
         self.obs[k] = ob if self.flat_obs else np.ravel(ob)
         self.noisy[k] = noisy
+        self.noise_pos[k] = 0
         if noisy:
             self._draw_noise(k)
         self.calc[k] = ep.calc_obstat
@@ -243,25 +263,29 @@ class EpisodeRunner:
     def _step(self) -> list[FromWorker]:
         """One env step in every active slot, with one policy call for all of them."""
         t_start = time.perf_counter()
-        actions = act(self.spec, self.stacked, self.obs, self.ob_mean, self.ob_std,
-                      self.ac_noise[self._rows, self.noise_pos], self.noisy)  # fmt: skip
+        noisy = self.noisy
+        noise = self.ac_noise[self._rows, self.noise_pos] if noisy.any() else None
+        actions, finite = act_checked(self.spec, self.stacked, self.obs, self.ob_mean,
+                                      self.ob_std, noise, noisy)  # fmt: skip
         t_act = time.perf_counter() - t_start
-        predict_s = t_act / len(self.active)  # each slot's share of the policy call
-        out = self._drop_nonfinite(actions)
+        out = [] if finite else self._drop_nonfinite(actions)
         if self.calc.any():  # statistics of the observations the policy acted on
             rows = self.calc[:, None]
             np.add(self.ob_sum, self.obs, out=self.ob_sum, where=rows)
             np.add(self.ob_sumsq, np.square(self.obs, dtype=np.float64), out=self.ob_sumsq,
                    where=rows)  # fmt: skip
-        slots = self.active
-        done, in_envs = self._step_envs(actions, predict_s)
-        # the step's time outside inference and the envs, shared by the slots that ran
-        glue = (time.perf_counter() - t_start - t_act - in_envs) / max(1, len(slots))
-        for k in slots:
-            self.slot[k].times.glue += glue
+        n = max(1, len(self.active))
+        done, in_envs = self._step_envs(actions)
+        if noise is not None:
+            self._advance_noise(done)
+        # each slot's share of the policy call, and of the step's other time (glue)
+        glue = time.perf_counter() - t_start - t_act - in_envs
+        self.step_times.add(t_act / n, glue / n)
         for k in done:
             out.append(Finished(self._result(k)))
             self._clear(k)
+        if done:
+            self.step_times.trim(max((self.slot[k].length for k in self.active), default=0))
         return out
 
     def _drop_nonfinite(self, actions: np.ndarray) -> list[FromWorker]:
@@ -275,43 +299,49 @@ class EpisodeRunner:
             self._clear(k)
         return out
 
-    def _step_envs(self, actions: np.ndarray, predict_s: float) -> tuple[list[int], float]:
+    def _step_envs(self, actions: np.ndarray) -> tuple[list[int], float]:
         """``env.step`` in each active slot; (slots whose episode ended, seconds in envs)."""
         done, in_envs = [], 0.0
-        steps, obs, noisy, noise_pos = self.step_fns, self.obs, self.noisy, self.noise_pos
-        limit = self.limit
+        steps, obs, slots, limit = self.step_fns, self.obs, self.slot, self.limit
+        flat_actions, flat_obs, clock = self.flat_actions, self.flat_obs, time.perf_counter
         for k in self.active:
-            s = self.slot[k]
-            a = actions[k] if self.flat_actions else actions[k].reshape(self.ac_shape)
-            t0 = time.perf_counter()
+            s = slots[k]
+            a = actions[k] if flat_actions else actions[k].reshape(self.ac_shape)
+            t0 = clock()
             ob, rew, terminated, truncated, _ = steps[k](a)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if s.actions is not None:
                 s.actions.append(np.array(a, np.float32).ravel())
-            s.times.env += dt
+            s.env_s += dt
             in_envs += dt
-            obs[k] = ob if self.flat_obs else np.ravel(ob)
+            obs[k] = ob if flat_obs else np.ravel(ob)
             rew = float(rew)
             s.ret += rew
             s.sign_ret += (rew > 0) - (rew < 0)
             s.length += 1
-            s.times.add_predict(predict_s)
             if terminated or truncated or s.length == limit:
                 done.append(k)
-            elif noisy[k]:
-                noise_pos[k] += 1
-                if noise_pos[k] == NOISE_BLOCK:
-                    self._draw_noise(k)
         return done, in_envs
+
+    def _advance_noise(self, done: list[int]) -> None:
+        """Move each noisy slot to its next row of action noise; a slot whose episode
+        goes on past its block draws the next block (from its own stream)."""
+        np.add(self.noise_pos, self.noisy, out=self.noise_pos)
+        if self.noise_pos.max() >= NOISE_BLOCK:
+            for k in np.flatnonzero(self.noise_pos >= NOISE_BLOCK).tolist():
+                if k in done:
+                    self.noise_pos[k] = 0  # its next episode starts its own stream
+                else:
+                    self._draw_noise(k)
 
     def _result(self, k: int) -> EpisodeResult:
         s, calc = self.slot[k], bool(self.calc[k])
-        t = s.times
+        predict, glue = self.step_times.of_last(s.length)
         return EpisodeResult(
             s.episode, s.ret, s.sign_ret, s.length,
             self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
-            s.length if calc else 0, (t.predict_sum, t.predict_min, t.predict_max, s.length),
-            t.env, t.glue, None if s.actions is None else np.stack(s.actions),
+            s.length if calc else 0, predict, s.env_s, glue,
+            None if s.actions is None else np.stack(s.actions),
         )  # fmt: skip
 
 
