@@ -212,3 +212,55 @@ def test_auto_envs_per_worker_is_one_wave_capped_by_the_weights_cache_budget():
     # slots: 4, not one wave of 23; a fast one (HalfCheetah-v5, ~50 µs) keeps the wave
     assert auto_envs_per_worker(1_000, 40, 10_000, 1000, 2, 5, step_seconds=5e-4) == 4
     assert auto_envs_per_worker(6_214, 20, 20_000, 1000, 2, 5, step_seconds=5e-5) == 13
+
+
+class CountingEnv:
+    """An episode of ``seed`` steps (terminated at its end); observations count steps."""
+
+    def __init__(self):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.t = self.length = 0
+
+    def reset(self, seed=None):
+        self.t, self.length = 0, seed
+        return np.full(3, 0.1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return (
+            np.full(3, 0.1 * self.t, np.float32),
+            float(action[0]),
+            self.t == self.length,
+            False,
+            {},
+        )
+
+
+def test_action_noise_and_step_times_across_noise_blocks_and_slots():
+    """Episodes that end on, before and past a block of action noise, mixed with
+    evaluations, give the same actions in 1 and 3 slots (each noisy episode draws from its
+    own stream; an evaluation after one in the same slot gets none), and each result's
+    policy-call share counts exactly its steps."""
+    block = esjax.worker.NOISE_BLOCK
+    spec = PolicySpec(3, 2, (4,), "tanh", (-1.0, -1.0), (1.0, 1.0))
+    table = fill_noise_table(np.empty(10_000, np.float32), seed=3)
+    lengths = [block, block - 1, 2 * block + 5, block, 7, 3 * block]
+    signs = [1, 0, 1, 1, 0, -1]  # an evaluation follows an episode that used a whole block
+    eps = [Episode(0, u, 0, 100 * u, sign, n, 50 + u, False)
+           for u, (n, sign) in enumerate(zip(lengths, signs))]  # fmt: skip
+    got = []
+    for k in (1, 3):
+        runner = EpisodeRunner(spec, [CountingEnv() for _ in range(k)], table, 0.02, 0.5,
+                               record_actions=True)  # fmt: skip
+        got.append(run_all(runner, eps, theta=np.full(spec.num_params, 0.1, np.float32)))
+    for key, r in got[0].items():
+        assert r.length == lengths[key[0]]
+        np.testing.assert_array_equal(got[1][key].actions, r.actions)
+        for res in (r, got[1][key]):
+            total, low, high, count = res.time_predict
+            assert count == res.length and 0 < low <= high <= total and res.time_glue >= 0
+    noisy = got[0][(0, 0)].actions[: block - 1] - got[0][(1, 0)].actions
+    assert np.abs(noisy).max() > 0  # the training episode's actions carry noise
