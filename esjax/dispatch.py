@@ -142,15 +142,20 @@ class Dispatcher:
         expected_length: float,
         should_stop: Callable[[], bool] = lambda: False,
         eval_units: int = 0,
+        while_running: Callable[[], None] | None = None,
     ) -> Generation:
         """Hand out units 0, 1, ... of generation ``gen`` (``episodes_of(unit)``; the
         caller has broadcast its θ) until a prefix of complete units has at least
         ``min_episodes`` training episodes and ``min_timesteps`` training steps. The
         first ``eval_units`` units are periodic evaluations (``Generation.periodic``):
-        the prefix includes them all, and they count toward neither minimum."""
+        the prefix includes them all, and they count toward neither minimum.
+        ``while_running()`` is called once the first work is out (the caller's own work
+        then overlaps the workers')."""
         c = _Collection(self, gen, episodes_of, min_episodes, min_timesteps, expected_length,
                         eval_units)  # fmt: skip
         c.top_up()
+        if while_running is not None:
+            while_running()
         while not c.complete():
             if should_stop():
                 raise StopRequested

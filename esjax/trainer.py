@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +64,8 @@ class Trainer:
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
         self.state: RunState = initial_state(cfg, self.info, self.es)
-        self.tell = jitted_tell(self.es)  # the update; replace it to observe or alter one
+        self._compiled_tell = jitted_tell(self.es)
+        self.tell = self._compiled_tell  # the update; replace it to observe or alter one
         self.units = UnitSequence(
             run_keys(cfg.seed)[1], table_size=cfg.noise_table_size, num_params=self.num_params,
             eval_prob=cfg.eval_prob, mirrored=cfg.mirrored_sampling,
@@ -74,6 +77,8 @@ class Trainer:
         self.saved_step: int | None = None  # newest checkpoint on disk (saved or resumed)
         self.pool: WorkerPool = pool if pool is not None else make_pool(cfg, self.spec, log)
         self.table = None  # the noise table, as a JAX array (once started)
+        self._device = None  # the table's device: tell's state is committed to it
+        self._warm_tell: threading.Thread | None = None
         self.stop_requested = False  # set from a signal handler; checked at safe points
 
     @classmethod
@@ -89,12 +94,21 @@ class Trainer:
     def start(self) -> None:
         """Start the pool's workers; the trainer reads the pool's noise table."""
         t0 = time.perf_counter()
+        # The unit sampler compiles (~0.8 s) while the workers start, not while they wait
+        # for their first episodes; tell compiles while the first generation runs.
+        warm = threading.Thread(target=self._warm_sampler, name="esjax-warm-sampler")
+        warm.start()
         try:
             self.pool.start()
         except BaseException:
             self.close()
             raise
+        finally:
+            warm.join()
         self.table = jax.dlpack.from_dlpack(self.pool.table)  # zero-copy, passed to jit
+        self._device = next(iter(self.table.devices()))
+        self._warm_tell = threading.Thread(target=self._warm_update, name="esjax-warm-tell")
+        self._warm_tell.start()
         self.dispatcher = Dispatcher(self.pool)
         self._pool_counts = (self.pool.nodes_lost, self.pool.nodes_joined)
         self.startup_s = time.perf_counter() - t0
@@ -102,8 +116,33 @@ class Trainer:
         self.log(f"{len(self.pool.workers())} workers x {cfg.envs_per_worker} envs of {cfg.env}"
                  f" ready after {self.startup_s:.1f} s")  # fmt: skip
 
+    def _warm_sampler(self) -> None:
+        """Sample the first block of units of the next generation (compiles the sampler;
+        the block stays cached for the generation)."""
+        with contextlib.suppress(Exception):  # the real call reports any error
+            self.units.episodes(self.state.generation, 0)
+
+    def _warm_update(self) -> None:
+        """Compile the jitted ``tell`` (whatever wraps or replaces ``self.tell``) for a
+        generation of ``population_size`` episodes: one call on zero returns, its result
+        dropped."""
+        parts = len(self.units.signs)
+        n = -(-self.cfg.population_size // parts)
+        zeros = np.zeros((n, parts), np.float32)
+        with contextlib.suppress(Exception):  # the real call reports any error
+            args = _pad_units(np.zeros(n, np.int32), zeros, zeros)
+            self._compiled_tell(self._committed_es(), self.table, *args)
+
+    def _committed_es(self):
+        """The ES state on the table's device: a state made on the host (a start, a
+        resume) and one returned by ``tell`` then share one compilation of ``tell``."""
+        return jax.device_put(self.state.es, self._device)
+
     def close(self) -> None:
         """Stop the workers and free the noise table (safe to call twice)."""
+        if self._warm_tell is not None:  # it reads the table: done before the table goes
+            self._warm_tell.join()
+            self._warm_tell = None
         self.table = None
         self.pool.close()
 
@@ -138,27 +177,40 @@ class Trainer:
                 self.save(store)
                 saved.add(self.state.generation)
 
+        pending: list[dict] = []  # the last generation's row, until logged and checkpointed
+
+        def finish_generation() -> None:
+            """Log the last generation and checkpoint it if due. Runs once the next
+            generation's first episodes are out (the workers do not wait on the disk),
+            or after the last generation."""
+            if not pending:
+                return
+            row = pending.pop()
+            csv_log.write(row)
+            if on_generation:
+                on_generation(row)
+            freq = self.cfg.snapshot_freq
+            if (freq and self.state.generation % freq == 0) or (
+                self.gen_eval > self.best_step_eval  # NaN compares False
+            ):
+                save()  # a new best evaluation is always kept
+
         try:
             while self.budget_left():
-                row = self.step()
-                csv_log.write(row)
-                if on_generation:
-                    on_generation(row)
-                freq = self.cfg.snapshot_freq
-                if (freq and self.state.generation % freq == 0) or (
-                    self.gen_eval > self.best_step_eval  # NaN compares False
-                ):
-                    save()  # a new best evaluation is always kept
+                pending.append(self.step(while_running=finish_generation))
+            finish_generation()
             save()
         except (StopRequested, NonFiniteError, WorkerError):
+            finish_generation()  # the row of the last completed generation, if not yet out
             save()  # the last completed generation (finite θ); workers failing leave it intact
             raise
         finally:
             csv_log.close()
             store.close()
 
-    def step(self) -> dict:
+    def step(self, while_running: Callable[[], None] | None = None) -> dict:
         """One generation: collect → tell → check → merge statistics; its log row.
+        ``while_running()`` runs once the generation's first episodes are out.
 
         The state is replaced only at the end, so an exception leaves it as it was."""
         if self.stop_requested:
@@ -173,7 +225,7 @@ class Trainer:
             s.generation, self.units.with_evals(s.generation, n_eval),
             min_episodes=cfg.population_size, min_timesteps=cfg.timesteps_per_gen,
             expected_length=s.expected_length, should_stop=lambda: self.stop_requested,
-            eval_units=n_eval,
+            eval_units=n_eval, while_running=while_running,
         )  # fmt: skip
         if self.on_collected is not None:
             self.on_collected(gen)
@@ -225,8 +277,11 @@ class Trainer:
         returns = np.array([[r.ret - shift * r.length for r in unit] for unit in gen.train],
                            np.float32)  # fmt: skip
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
+        if self._warm_tell is not None:
+            self._warm_tell.join()  # its compilation is this call's
+            self._warm_tell = None
         es_state, info = self.tell(
-            self.state.es, self.table, *_pad_units(unit_offsets, returns, sign_returns)
+            self._committed_es(), self.table, *_pad_units(unit_offsets, returns, sign_returns)
         )
         if not np.isfinite(np.asarray(es_state.theta)).all():
             raise NonFiniteError(

@@ -172,3 +172,38 @@ def test_workers_that_keep_failing_end_the_run_after_a_checkpoint(tmp_path):
     store = CheckpointStore(tmp_path, read_only=True)
     assert store.steps() == [2]
     store.close()
+
+
+def test_each_generation_is_logged_and_checkpointed_while_the_next_one_runs(tmp_path, monkeypatch):
+    """The workers do not wait on the disk: generation g's log row and checkpoint are
+    written once generation g + 1's first episodes are out (the last generation's after
+    it); every row and checkpoint is there at the end, and the update compiled once."""
+    from esjax import checkpoint
+
+    events = []
+    real_save = checkpoint.CheckpointStore.save
+
+    def save(store, step, *args, **kwargs):
+        events.append(("save", step))
+        return real_save(store, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.CheckpointStore, "save", save)
+    cfg = Config(**{**BASE, "max_generations": 3, "snapshot_freq": 1})
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
+    trainer.start()
+    real_send = trainer.pool.send
+
+    def send(slot, ep):
+        if ("sent", ep.gen) not in events:  # its first episode out
+            events.append(("sent", ep.gen))
+        real_send(slot, ep)
+
+    trainer.pool.send = send
+    try:
+        trainer.train(tmp_path, on_generation=lambda row: events.append(("row", row["Generation"])))
+    finally:
+        trainer.close()
+    assert events == [("sent", 0), ("sent", 1), ("row", 0), ("save", 1),
+                      ("sent", 2), ("row", 1), ("save", 2), ("row", 2), ("save", 3)]  # fmt: skip
+    assert checkpoint.CheckpointStore(tmp_path).steps() == [1, 2, 3]
+    assert trainer._compiled_tell._cache_size() == 1  # a start's state and tell's share it
