@@ -16,7 +16,8 @@ the workers' time went, as shares of workers x those seconds: env, inference, gl
 worker's other per-step time) of the used training episodes; evaluation (all of the
 evaluation episodes' time); thrown away (episodes run but not used, at the used
 episodes' cost per step); boundary (between a generation's last result and the next
-one's broadcast: the update, log.csv, checkpoints; the workers wait); other (messages,
+one's broadcast: the update; the workers wait. log.csv and checkpoints are written while
+the next generation's first episodes run); other (messages,
 workers idle within a generation).
 """
 
@@ -87,7 +88,7 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
         trainer.close()
     starts = [a for a, _ in spans] + [end]
     # generation i's wall time: from its collection's start to the next one's; the part
-    # after its collection (update, log, checkpoints, next broadcast) is the boundary
+    # after its collection (the update, the next broadcast) is the boundary
     walls = np.diff(starts)
     boundary = np.array(starts[1:]) - np.array([b for _, b in spans])
     return {"settings": settings, "cfg": cfg, "startup_s": trainer.startup_s, "rows": rows,
@@ -165,7 +166,7 @@ def _phase_stats(rows: list[dict], walls: np.ndarray, boundary: np.ndarray, eps:
         "glue": sum(e["glue_s"] for e in train) / worker_s,
         "evaluation": sum(e["env_s"] + e["infer_s"] + e["glue_s"] for e in evals) / worker_s,
         "thrown_away": thrown * cost / worker_s,
-        "boundary": float(np.sum(boundary)) / wall,  # workers wait on the update, log, saves
+        "boundary": float(np.sum(boundary)) / wall,  # workers wait on the update
     }
     shares["other"] = 1.0 - sum(shares.values())
     train_rate = used / wall

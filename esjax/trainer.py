@@ -133,6 +133,11 @@ class Trainer:
             args = _pad_units(np.zeros(n, np.int32), zeros, zeros)
             self._compiled_tell(self._committed_es(), self.table, *args)
 
+    def _await_warm_update(self) -> None:
+        if self._warm_tell is not None:
+            self._warm_tell.join()
+            self._warm_tell = None
+
     def _committed_es(self):
         """The ES state on the table's device: a state made on the host (a start, a
         resume) and one returned by ``tell`` then share one compilation of ``tell``."""
@@ -140,9 +145,7 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the workers and free the noise table (safe to call twice)."""
-        if self._warm_tell is not None:  # it reads the table: done before the table goes
-            self._warm_tell.join()
-            self._warm_tell = None
+        self._await_warm_update()  # it reads the table: done before the table goes
         self.table = None
         self.pool.close()
 
@@ -277,9 +280,7 @@ class Trainer:
         returns = np.array([[r.ret - shift * r.length for r in unit] for unit in gen.train],
                            np.float32)  # fmt: skip
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
-        if self._warm_tell is not None:
-            self._warm_tell.join()  # its compilation is this call's
-            self._warm_tell = None
+        self._await_warm_update()  # its compilation is this call's
         es_state, info = self.tell(
             self._committed_es(), self.table, *_pad_units(unit_offsets, returns, sign_returns)
         )

@@ -243,7 +243,6 @@ class EpisodeRunner:
         slot.env_s = time.perf_counter() - t0
         self.obs[k] = ob if self.flat_obs else np.ravel(ob)
         self.noisy[k] = noisy
-        self.noise_pos[k] = 0
         if noisy:
             self._draw_noise(k)
         self.calc[k] = ep.calc_obstat
