@@ -24,11 +24,16 @@ train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
 # The whole suite, every tier (tests/conftest.py; times in the README): the unit tier on
-# 2 processes; integration and ray one test at a time (they time workers, signals and
-# nodes); slow on 2 processes (its figures are not checked).
+# 2 processes; integration and ray side by side, each one test at a time (their tests wait
+# on processes, signals and nodes more than they compute; never two Ray clusters at once),
+# ray's output printed after integration's; slow on 2 processes (its figures are not checked).
+RAY_LOG := $(VENV)/ray-tier.log
 test: setup
 	$(PY) -m pytest -q -m unit -n 2
-	$(PY) -m pytest -q -m "integration or ray"
+	@$(PY) -m pytest -q -m ray -p no:cacheprovider > $(RAY_LOG) 2>&1 & ray=$$!; \
+	$(PY) -m pytest -q -m integration; integration=$$?; \
+	wait $$ray; ray=$$?; echo "--- ray tier ---"; cat $(RAY_LOG); \
+	exit $$(( integration || ray ))
 	$(PY) -m pytest -q -m slow -n 2
 
 # The unit tier: no subprocess, no worker process (under a minute).
