@@ -131,7 +131,9 @@ class Trainer:
         zeros = np.zeros((n, parts), np.float32)
         with contextlib.suppress(Exception):  # the real call reports any error
             args = _pad_units(np.zeros(n, np.int32), zeros, zeros)
-            self._compiled_tell(self._committed_es(), self.table, *args)
+            # Blocks until the call has run, not only been dispatched: close() frees the
+            # table once this thread is joined, and a call still reading it would crash.
+            jax.block_until_ready(self._compiled_tell(self._committed_es(), self.table, *args))
 
     def _await_warm_update(self) -> None:
         if self._warm_tell is not None:
