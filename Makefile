@@ -8,16 +8,32 @@ PRESET    ?= AntBulletEnv-v0
 TIMESTEPS ?= 3000000
 ARGS      ?=
 
-.PHONY: setup train test test-fast bench reproduce lint format clean
+.PHONY: setup lock train test test-fast bench reproduce lint format clean
 
-$(STAMP): pyproject.toml
+EXTRAS := .[dev,mujoco,ray,export,tracking]
+
+# constraints.txt pins every installed version (results depend on jax, numpy, mujoco,
+# pybullet...: README, "Reproducibility"); `make lock` moves the pins to the newest releases.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,mujoco,ray,export,tracking]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '$(EXTRAS)'
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Newest releases allowed by pyproject.toml into constraints.txt (then re-record the golden
+# runs: python -m tests.golden.record, and rerun make test).
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '$(EXTRAS)'
+	{ head -2 constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^esjax'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
 
 # The main job: AntBulletEnv-v0 with its preset, about 13 minutes on 2 cores (override PRESET, TIMESTEPS, ARGS).
 train: setup

@@ -29,11 +29,22 @@ NONLINEARITIES = {
     "lrelu": lambda x: jax.nn.leaky_relu(x, negative_slope=LRELU_LEAK),
     "elu": jax.nn.elu,
 }
+
+
+def _float64_then_float32(fn):
+    """``fn`` evaluated in float64 and rounded to float32: NumPy's float32 ``tanh`` and
+    ``expm1`` take another code path on CPUs without AVX2 (other last bits); their float64
+    results rounded to float32 are the same on every CPU (experiments/cross_cpu.py)."""
+    return lambda x: fn(np.asarray(x, np.float64)).astype(np.float32)
+
+
+_np_tanh = _float64_then_float32(np.tanh)
+_np_expm1 = _float64_then_float32(np.expm1)
 NUMPY_NONLINEARITIES = {
-    "tanh": np.tanh,
+    "tanh": _np_tanh,
     "relu": lambda x: np.maximum(x, np.float32(0)),
     "lrelu": lambda x: np.where(x >= 0, x, np.float32(LRELU_LEAK) * x),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0)))),
+    "elu": lambda x: np.where(x > 0, x, _np_expm1(np.minimum(x, np.float32(0)))),
 }
 
 
@@ -138,9 +149,15 @@ def policy_apply(
 
 # In place on a fresh layer output: the same values as NUMPY_NONLINEARITIES, no new array
 _NUMPY_IN_PLACE = {
-    "tanh": lambda x: np.tanh(x, out=x),
     "relu": lambda x: np.maximum(x, np.float32(0), out=x),
 }
+
+
+def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for x (..., in) and w (..., in, out) -> (..., out) float32, without BLAS:
+    BLAS kernels are chosen by CPU at run time (other summation orders, other last bits),
+    NumPy's einsum loops are the same on every CPU (experiments/cross_cpu.py)."""
+    return np.einsum("...i,...io->...o", x, w)
 
 
 def policy_apply_np(
@@ -150,9 +167,10 @@ def policy_apply_np(
     with its own weights [(W (K, in, out), b (K, out)), ...]; also takes one observation
     (ob_dim,) with unbatched weights. All float32; no action noise.
 
-    The same operations as ``_forward`` in the same order (the same bits), each writing
-    into the array the previous one made: the workers call it every step, and at these
-    sizes a NumPy call's fixed cost is most of its time."""
+    The same operations as ``_forward``, each writing into the array the previous one
+    made where it can (the workers call it every step, and at these sizes a NumPy call's
+    fixed cost is most of its time), with kernels whose bits do not depend on the CPU:
+    no BLAS, float64 transcendentals rounded to float32."""
     if spec.normalize_obs:
         x = np.subtract(obs, ob_mean)
         np.divide(x, ob_std, out=x)
@@ -162,9 +180,9 @@ def policy_apply_np(
         x = obs
     act = _NUMPY_IN_PLACE.get(spec.nonlin) or NUMPY_NONLINEARITIES[spec.nonlin]
     for w, b in params[:-1]:
-        y = np.matmul(x[..., None, :], w)[..., 0, :]
+        y = _dense(x, w)
         x = act(np.add(y, b, out=y))
     w, b = params[-1]
-    out = np.matmul(x[..., None, :], w)[..., 0, :]
+    out = _dense(x, w)
     np.add(out, b, out=out)
     return discretize(out, spec, np) if spec.ac_bins else out

@@ -36,3 +36,60 @@ def git_commit(repo: Path = REPO) -> str:
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+# What a run's bits depend on besides its config (README, "Reproducibility"): the
+# architecture, XLA's CPU cap (the update) and these packages' versions (the update, the
+# workers' NumPy, the simulators). The CPU model is recorded but does not change results.
+RESULT_PACKAGES = ("jax", "jaxlib", "numpy", "optax", "gymnasium", "mujoco", "pybullet")
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f")
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """(CPU model, which of CPU_FLAGS it has) from /proc/cpuinfo (Linux), else platform."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return model, [f for f in CPU_FLAGS if f in flags]
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def machine_record() -> dict:
+    """This process's machine as JSON-ready data: host, CPU model and vector extensions,
+    architecture, XLA's CPU cap (``esjax.cpu_bits``) and the versions in RESULT_PACKAGES."""
+    from esjax.cpu_bits import XLA_ISA
+
+    model, flags = _cpu()
+    return {
+        "host": platform.node(),
+        "cpu": model,
+        "cpu_flags": flags,
+        "arch": platform.machine(),
+        "xla_cpu_isa": XLA_ISA,
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in RESULT_PACKAGES},
+    }
+
+
+def result_differences(a: dict, b: dict) -> list[str]:
+    """What differs between two machine records in what can change a run's bits
+    ('numpy 2.4.6 -> 2.5.0', ...); [] when they would compute the same bits."""
+    out = [f"{k} {a.get(k)} -> {b.get(k)}" for k in ("arch", "xla_cpu_isa") if a.get(k) != b.get(k)]
+    pa, pb = a.get("packages", {}), b.get("packages", {})
+    out += [f"{p} {pa.get(p)} -> {pb.get(p)}" for p in RESULT_PACKAGES if pa.get(p) != pb.get(p)]
+    return out

@@ -74,7 +74,10 @@ class RolloutActor:
 
     def ready(self) -> dict:
         """Where this actor runs, and what its table looks like from here."""
-        return {"node": self.node_id, "pid": os.getpid(), "table_address": self.table.ctypes.data}
+        from esjax.provenance import machine_record
+
+        return {"node": self.node_id, "pid": os.getpid(), "table_address": self.table.ctypes.data,
+                "machine": machine_record()}  # fmt: skip
 
     def submit(self, gen: int, params: list, episodes: list) -> None:
         """Episodes of generation ``gen``; ``params``: [ref to (θ, ob_mean, ob_std, σ)],
@@ -108,6 +111,27 @@ class RolloutActor:
         self.inbox.put(Stop())
 
 
+def machine_mismatch(node_machines: dict[str, dict], nodes: dict[str, Node]) -> str | None:
+    """One line naming the nodes whose machine differs from the driver's in what changes
+    results (``esjax.provenance.result_differences``), or None when none does."""
+    from esjax.provenance import machine_record, result_differences
+
+    mine = machine_record()
+    differ = []
+    for node_id, record in sorted(node_machines.items()):
+        changed = result_differences(mine, record or {})
+        if changed:
+            name = nodes[node_id].address if node_id in nodes else node_id[:8]
+            differ.append(f"{name}: {', '.join(changed)}")
+    if not differ:
+        return None
+    return (
+        "ray: warning: nodes differ from this machine in what changes results ("
+        + "; ".join(differ)
+        + "): results will not be bit-identical to a local run"
+    )
+
+
 class RayPool(Transport):
     """Rollout actors on a Ray cluster; see the module docstring.
 
@@ -127,6 +151,7 @@ class RayPool(Transport):
         self.actors: dict[int, object] = {}  # slot -> actor handle (in use)
         self.slot_node: dict[int, str] = {}
         self.joining: dict[int, tuple] = {}  # slot -> (actor, ready() ref), not yet in use
+        self.node_machines: dict[str, dict] = {}  # node id -> its machine_record()
         self.harvests: dict[object, int] = {}  # harvest ref -> slot
         self.pending: dict[int, list] = {}  # slot -> episodes not yet submitted
         self._unreachable: set[int] = set()  # slots whose actor failed as unavailable
@@ -166,6 +191,9 @@ class RayPool(Transport):
         n_nodes = len({self.slot_node[s] for s in self.actors})
         self.log(f"ray: {len(self.actors)} workers on {n_nodes} node(s); connect "
                  f"{t1 - t0:.1f} s, tables {t2 - t1:.1f} s, actors {t3 - t2:.1f} s")  # fmt: skip
+        mismatch = machine_mismatch(self.node_machines, self.tables.nodes)
+        if mismatch:
+            self.log(mismatch)
 
     def _place_actors(self, nodes: list[Node]) -> None:
         """Start actors on ``nodes``' free CPUs, spread evenly, up to the cap; they join
@@ -206,7 +234,7 @@ class RayPool(Transport):
             for ref in ready:
                 slot = refs[ref]
                 try:
-                    ray.get(ref)
+                    self.node_machines[self.slot_node[slot]] = ray.get(ref).get("machine")
                 except ray.exceptions.RayError as e:
                     node = self._node(slot)
                     raise RayBackendError(

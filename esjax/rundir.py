@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -78,3 +79,42 @@ def check_free_space(path: Path, need: int) -> None:
             f"checkpoints need about {need / 1e6:.1f} MB: free some space or pass --run-dir "
             "on another disk"
         )
+
+
+def record_machine(run_dir: Path, generation: int) -> str | None:
+    """Append this machine's record (``esjax.provenance.machine_record``, with the time and
+    the generation it starts from) to ``run_dir/machine.json``, one entry per start or
+    resume. Returns one line to print when the previous entry's machine differs: a
+    warning where a version or XLA's CPU cap differs (the run goes on, but not bit-identical
+    to an uninterrupted one), a note where only the CPU model does; None otherwise."""
+    from esjax.provenance import machine_record, result_differences
+
+    path = run_dir / "machine.json"
+    try:
+        history = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, ValueError):
+        history = []  # unreadable: start the record afresh, it only informs
+    mine = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "generation": generation,
+            **machine_record()}  # fmt: skip
+    line = None
+    if history and isinstance(history[-1], dict):
+        last = history[-1]
+        changed = result_differences(last, mine)
+        if changed:
+            line = (f"warning: this run was last trained with other versions "
+                    f"({', '.join(changed)}): it goes on, but not bit-identical to an "
+                    "uninterrupted run")  # fmt: skip
+        elif last.get("cpu") != mine["cpu"]:
+            line = (
+                f"note: resuming on another CPU ({last.get('cpu')} -> {mine['cpu']}): "
+                "results stay bit-identical across x86-64 CPUs (README, Reproducibility)"
+            )
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps([*history, mine], indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path} ({e.strerror}): make the run directory "
+                          "writable or pass --run-dir elsewhere") from e  # fmt: skip
+    return line

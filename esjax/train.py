@@ -22,7 +22,13 @@ from esjax.config import (
     hidden_dims_arg,
     load_run_config,
 )
-from esjax.rundir import check_free_space, create_run_dir, truncate_log, write_config
+from esjax.rundir import (
+    check_free_space,
+    create_run_dir,
+    record_machine,
+    truncate_log,
+    write_config,
+)
 
 
 def _envs_per_worker(text: str) -> int:
@@ -232,6 +238,9 @@ def _start(cfg: Config, resume: Path | None):
         run_dir = resume or create_run_dir(Path(cfg.run_dir), cfg.env)
         try:
             write_config(run_dir, cfg)
+            machine_line = record_machine(run_dir, trainer.state.generation)
+            if machine_line:
+                print(machine_line, flush=True)
         except ConfigError:
             if not resume:
                 shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty

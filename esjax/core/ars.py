@@ -20,6 +20,7 @@ import optax
 
 from esjax.core.es import ES, ESState, ascend, float_returns, mirrored_ask, optimizer_init
 from esjax.core.gradient import weighted_noise_sum
+from esjax.core.reduce import ordered_sum
 
 
 def top_directions_mask(returns: jax.Array, valid: jax.Array, b: int) -> jax.Array:
@@ -41,8 +42,8 @@ def ars_direction(table, offsets, returns, valid, b: int, dim: int) -> jax.Array
     n_kept = kept.sum()
     kept2 = jnp.stack([kept, kept], axis=1)
     count = jnp.maximum(2 * n_kept, 1)
-    mean = jnp.where(kept2, returns, 0.0).sum() / count
-    var = jnp.where(kept2, jnp.square(returns - mean), 0.0).sum() / count
+    mean = ordered_sum(jnp.where(kept2, returns, 0.0)) / count
+    var = ordered_sum(jnp.where(kept2, jnp.square(returns - mean), 0.0)) / count
     std = jnp.sqrt(var)
     scale = jnp.where(std > 0, 1.0 / (jnp.maximum(n_kept, 1) * jnp.where(std > 0, std, 1.0)), 0.0)
     weights = jnp.where(kept, returns[:, 0] - returns[:, 1], 0.0) * scale

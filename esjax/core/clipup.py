@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from esjax.core.reduce import ordered_norm
+
 
 class ClipUpState(NamedTuple):
     """The velocity: the last update applied, shape of the parameters (P,) float32."""
@@ -28,7 +30,7 @@ class ClipUpState(NamedTuple):
 
 def _safe_unit(x: jax.Array) -> jax.Array:
     """``x / |x|``, or zeros where |x| is 0."""
-    norm = jnp.linalg.norm(x)
+    norm = ordered_norm(x)
     return jnp.where(norm > 0, x / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
@@ -45,7 +47,7 @@ def clipup(
     def update(updates, state: ClipUpState, params=None):
         del params
         velocity = momentum * state.velocity - learning_rate * _safe_unit(updates)
-        speed = jnp.linalg.norm(velocity)
+        speed = ordered_norm(velocity)
         scale = jnp.where(speed > max_speed, max_speed / jnp.where(speed > 0, speed, 1.0), 1.0)
         velocity = (velocity * scale).astype(jnp.float32)
         return velocity, ClipUpState(velocity)

@@ -19,6 +19,7 @@ import optax
 from esjax.core.fitness import noise_weights, shape_returns
 from esjax.core.gradient import es_gradient
 from esjax.core.noise import get_noise_batch, perturb, sample_offsets
+from esjax.core.reduce import ordered_mean, ordered_norm
 
 
 class ESState(NamedTuple):
@@ -51,8 +52,8 @@ class ES(NamedTuple):
 
 def step_info(g: jax.Array, updates: jax.Array, theta: jax.Array, sigma) -> TellInfo:
     """TellInfo of a step ``updates`` taken from ``theta`` along ascent direction ``g``."""
-    return TellInfo(jnp.linalg.norm(g), jnp.linalg.norm(updates) / jnp.linalg.norm(theta),
-                    jnp.mean(jnp.asarray(sigma, jnp.float32)))  # fmt: skip
+    return TellInfo(ordered_norm(g), ordered_norm(updates) / ordered_norm(theta),
+                    ordered_mean(jnp.asarray(sigma, jnp.float32)))  # fmt: skip
 
 
 def ascend(optimizer: optax.GradientTransformation, theta, opt_state, g, sigma):

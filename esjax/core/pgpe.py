@@ -24,6 +24,7 @@ import optax
 from esjax.core.es import ES, ascend, float_returns, mirrored_ask
 from esjax.core.fitness import shape_returns
 from esjax.core.gradient import weighted_noise_sum
+from esjax.core.reduce import ordered_sum
 
 
 class PGPEState(NamedTuple):
@@ -44,7 +45,7 @@ def pgpe_gradients(table, offsets, shaped, valid, sigma, dim: int):
     w_sigma = jnp.where(valid, (f_plus + f_minus) / 2, 0.0)
     g_center = sigma * weighted_noise_sum(table, offsets, w_center, dim) / n
     sum_sq = weighted_noise_sum(table, offsets, w_sigma, dim, squared=True)
-    g_sigma = sigma * (sum_sq - w_sigma.sum()) / n
+    g_sigma = sigma * (sum_sq - ordered_sum(w_sigma)) / n
     return g_center, g_sigma
 
 

@@ -6,10 +6,14 @@ the final θ to be equal bit for bit.
 
 - ``adam_default``, ``sgd_options``: OpenAI-ES, recorded on main at ad5c918, before ARS
   and PGPE existed (``tests/test_golden.py``): adding strategies changed nothing.
-- ``pybullet_ars``, ``mujoco_pgpe_resume``, ``ray_openai_es``: recorded on main at
+- ``pybullet_ars``, ``mujoco_pgpe_resume``, ``ray_openai_es``: first recorded on main at
   b4616a9, before the restructuring of issue 17 (one transport, typed messages, an
   injectable pool): it changed nothing either. ``ray_openai_es`` is checked on the Ray
   backend (``tests/test_ray.py``).
+
+All five were re-recorded when the bits were made independent of the CPU (issue 28: the
+update's reductions in a fixed order, XLA capped at AVX, the workers' network without
+BLAS): that change is the only one in them since.
 """
 
 from __future__ import annotations
