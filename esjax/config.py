@@ -177,6 +177,15 @@ class Config:
         "'shift', EvoTorch's decrease_rewards_by: removes a survival bonus that makes "
         "standing still a local optimum). Logged returns and evaluations are unshifted.",
     )
+    train_reward: str = _opt(
+        "",
+        "Score training episodes by TERM=WEIGHT,... of the env's own reward terms instead "
+        "of its stock reward (pybullet locomotors: alive, progress, electricity, "
+        "joints_at_limit, feet_collision; MuJoCo v5: forward, ctrl, survive, contact; any "
+        "env: constant, action_sq), e.g. progress=1,joints_at_limit=1,constant=0.01. "
+        "Evaluations, the best checkpoint and --target-return use the stock reward; "
+        "empty: the stock reward.",
+    )
     mirrored_sampling: bool = _opt(
         True, "Evaluate theta + sigma*eps and theta - sigma*eps (ars and pgpe always do)."
     )
@@ -304,6 +313,15 @@ def _problems(c: Config):
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
+    if not isinstance(c.train_reward, str):
+        yield f"--train-reward takes TERM=WEIGHT pairs in a string (got {c.train_reward!r})"
+    else:
+        from esjax.train_reward import parse_train_reward
+
+        try:
+            parse_train_reward(c.train_reward)
+        except ConfigError as e:
+            yield str(e)
     if c.target_return != c.target_return:  # NaN
         yield "--target-return must be a number (or inf for no target)"
     if c.eval_episodes < 1:

@@ -35,6 +35,7 @@ class EnvInfo(NamedTuple):
     ac_high: tuple[float, ...]
     max_episode_steps: int | None
     reward_threshold: float | None
+    reward_terms: tuple[str, ...] = ()  # what --train-reward may weigh (esjax.train_reward)
 
 
 def check_env_id(env_id: str) -> None:
@@ -198,9 +199,11 @@ def step_seconds(env_id: str, steps: int = 20) -> float:
 
 
 def env_info(env_id: str) -> EnvInfo:
-    """Create, describe and close an environment."""
+    """Create, describe and close an environment (its --train-reward terms included)."""
+    from esjax.train_reward import env_reward_terms
+
     env = make_env(env_id)
     try:
-        return describe_env(env)
+        return describe_env(env)._replace(reward_terms=env_reward_terms(env))
     finally:
         env.close()

@@ -36,6 +36,7 @@ class EpisodeResult(NamedTuple):
     statistics, bookkeeping), its share of each lockstep step.
     actions: (length, ac_dim) float32, the actions the env was stepped with, only from a
     runner that records them (benchmarks replay them); None otherwise.
+    ret is always the env's stock return; train_ret the return under --train-reward.
     """
 
     episode: Episode
@@ -49,6 +50,7 @@ class EpisodeResult(NamedTuple):
     time_env: float
     time_glue: float = 0.0
     actions: np.ndarray | None = None
+    train_ret: float | None = None  # the --train-reward return; None: the stock reward
 
 
 # -- trainer -> worker ----------------------------------------------------------------

@@ -24,7 +24,11 @@ LOG_FIELDS = (
     "EnvTimeFrac", "GlueTimeFrac", "EnvStepsThisGen", "EnvStepsSoFar",
     "PeriodicEvalRewMean", "PeriodicEvalRewStd", "PeriodicEvalLenMean", "PeriodicEvalCount",
     "PeriodicEvalStepsSoFar", "NodesLost", "NodesJoined", "SigmaMean",
+    "GenTrainRewMean", "GenTrainRewStd", "GenTrainRewMax",
 )  # fmt: skip
+# GenRew*: the env's stock return of the training episodes, always. GenTrainRew*: the
+# return the strategy ranked (--train-reward, minus --reward-shift per step; without
+# either, equal to GenRew*).
 # SigmaMean: the mean perturbation scale after the update (--noise-stdev for openai-es and
 # ars; the mean of PGPE's learned σ per parameter).
 # PeriodicEval*: --eval-episodes noiseless episodes of the θ this generation started from
@@ -33,14 +37,24 @@ LOG_FIELDS = (
 # (WorkerRestarts counts the workers replaced on machines still there).
 
 
-def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> dict[str, Any]:
+def training_returns(gen, reward_shift: float = 0.0) -> list[list[float]]:
+    """The returns ``tell`` ranks, (units, 1 or 2): each training episode's --train-reward
+    return (its stock return without one) minus ``reward_shift`` per step."""
+    return [[(r.ret if r.train_ret is None else r.train_ret) - reward_shift * r.length
+             for r in unit] for unit in gen.train]  # fmt: skip
+
+
+def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int,
+            reward_shift: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The log row of one generation.
 
     ``gen``: its ``esjax.dispatch.Generation``; ``state``: the ``esjax.state.RunState``
     after it (counters included); ``tell_info``: the update's ``TellInfo``; ``ob_count``:
-    observations added to the statistics; ``dt``: its seconds; ``workers``: how many ran.
+    observations added to the statistics; ``dt``: its seconds; ``workers``: how many ran;
+    ``reward_shift``: --reward-shift (GenTrainRew*).
     """
     returns = np.array([[r.ret for r in unit] for unit in gen.train], np.float64)
+    train_returns = np.array(training_returns(gen, reward_shift), np.float64)
     lengths = np.array([[r.length for r in unit] for unit in gen.train], np.int64)
     eval_rets = np.array([r.ret for r in gen.evals], np.float64)
     eval_lens = np.array([r.length for r in gen.evals], np.int64)
@@ -88,6 +102,9 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int) -> di
         "PeriodicEvalLenMean": float(periodic_lens.mean()) if periodic_lens.size else nan,
         "PeriodicEvalCount": int(periodic_rets.size),
         "PeriodicEvalStepsSoFar": state.periodic_eval_steps,
+        "GenTrainRewMean": float(train_returns.mean()),
+        "GenTrainRewStd": float(train_returns.std()),
+        "GenTrainRewMax": float(train_returns.max()),
     }
 
 

@@ -85,6 +85,12 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
     defaults to the env's (made once here), ``memory`` to ``available_memory()``;
     ConfigError (one line) for what cannot run."""
     info = info or env_info(cfg.env)
+    if cfg.train_reward:
+        from esjax.train_reward import check_train_reward, parse_train_reward
+
+        if not info.reward_terms:
+            info = env_info(cfg.env)
+        check_train_reward(parse_train_reward(cfg.train_reward), cfg.env, info.reward_terms)
     spec = policy_spec(cfg, info)
     check_noise_table(cfg, spec.num_params, available_memory() if memory is None else memory)
     if not cfg.envs_per_worker:
@@ -104,9 +110,12 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
 
 def worker_config(cfg: Config, spec: PolicySpec) -> WorkerConfig:
     """What each worker of ``cfg``'s run starts with."""
+    from esjax.train_reward import parse_train_reward
+
     return WorkerConfig(env_id=cfg.env, spec=spec, noise_size=cfg.noise_table_size,
                         noise_stdev=cfg.noise_stdev, ac_noise_std=cfg.ac_noise_std,
-                        envs_per_worker=cfg.envs_per_worker)  # fmt: skip
+                        envs_per_worker=cfg.envs_per_worker,
+                        train_reward=parse_train_reward(cfg.train_reward))  # fmt: skip
 
 
 def make_pool(cfg: Config, spec: PolicySpec, log: Callable[[str], None] = print) -> WorkerPool:

@@ -24,7 +24,7 @@ from esjax.dispatch import (
     WorkerError,
 )
 from esjax.envs import EnvInfo, env_info
-from esjax.metrics import CsvLog, log_row
+from esjax.metrics import CsvLog, log_row, training_returns
 from esjax.resolve import make_pool, resolve_config
 from esjax.state import (
     LoadedRun,
@@ -255,7 +255,15 @@ class Trainer:
             gen_policy=(theta, ob_mean, ob_std),
         )
         lost, joined = self.pool.nodes_lost, self.pool.nodes_joined
-        row = log_row(gen, self.state, tell_info, ob_count, dt, len(self.pool.workers()))
+        row = log_row(
+            gen,
+            self.state,
+            tell_info,
+            ob_count,
+            dt,
+            len(self.pool.workers()),
+            self.cfg.reward_shift,
+        )
         row["NodesLost"] = lost - self._pool_counts[0]
         row["NodesJoined"] = joined - self._pool_counts[1]
         self._pool_counts = (lost, joined)
@@ -276,11 +284,9 @@ class Trainer:
         """ES ``tell`` on the generation's returns; NonFiniteError if θ would stop being
         finite (the state keeps the last finite θ)."""
         unit_offsets = np.array([unit[0].episode.offset for unit in gen.train], np.int32)
-        # --reward-shift: rank by return - shift * length (ARS's survival-bonus removal);
-        # the log keeps the env's own returns.
-        shift = self.cfg.reward_shift
-        returns = np.array([[r.ret - shift * r.length for r in unit] for unit in gen.train],
-                           np.float32)  # fmt: skip
+        # Rank by the training return (--train-reward, --reward-shift); the log keeps the
+        # env's own returns beside it.
+        returns = np.array(training_returns(gen, self.cfg.reward_shift), np.float32)
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
         self._await_warm_update()  # its compilation is this call's
         es_state, info = self.tell(

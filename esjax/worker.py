@@ -57,6 +57,7 @@ class WorkerConfig(NamedTuple):
     ac_noise_std: float
     envs_per_worker: int
     record_actions: bool = False  # each result carries its actions (benchmarks/replay.py)
+    train_reward: tuple = ()  # --train-reward, parsed (esjax.train_reward); (): stock only
 
 
 def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
@@ -65,7 +66,8 @@ def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
 
     envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
     return EpisodeRunner(cfg.spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std,
-                         record_actions=cfg.record_actions)  # fmt: skip
+                         record_actions=cfg.record_actions,
+                         train_reward=cfg.train_reward)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,11 +107,11 @@ class Slot:
     cheaper than NumPy calls at these sizes); ``env_s``: seconds in the env's reset and
     step calls."""
 
-    __slots__ = ("episode", "rng", "ret", "sign_ret", "length", "env_s", "actions")
+    __slots__ = ("episode", "rng", "ret", "train_ret", "sign_ret", "length", "env_s", "actions")
 
     def __init__(self, episode: Episode, rng: np.random.Generator | None, record: bool = False):
         self.episode, self.rng = episode, rng  # rng: its action noise (training only)
-        self.ret = self.sign_ret = self.env_s = 0.0
+        self.ret = self.train_ret = self.sign_ret = self.env_s = 0.0
         self.length = 0
         self.actions: list[np.ndarray] | None = [] if record else None
 
@@ -153,14 +155,19 @@ class EpisodeRunner:
     """
 
     def __init__(self, spec: PolicySpec, envs: list, noise: np.ndarray, noise_stdev: float,
-                 ac_noise_std: float, record_actions: bool = False):  # fmt: skip
+                 ac_noise_std: float, record_actions: bool = False,
+                 train_reward: tuple = ()):  # fmt: skip
         self.spec, self.envs, self.noise = spec, envs, noise
         self.record_actions = record_actions
         from esjax.envs import stepping_env
+        from esjax.train_reward import step_reward_fn
 
         # env.step below the checking wrappers, with their episode limit kept here
         inner = [stepping_env(env) for env in envs]
         self.step_fns = [env.step for env, _ in inner]
+        # --train-reward: each slot's training reward of a step (None: the stock reward)
+        self.train_fns = [step_reward_fn(train_reward, env) for env, _ in inner]
+        self.train_reward = bool(train_reward)
         self.limit = inner[0][1] if inner else None
         self.noise_stdev, self.ac_noise_std = noise_stdev, ac_noise_std
         k, ob_dim = len(envs), spec.ob_dim
@@ -303,12 +310,15 @@ class EpisodeRunner:
         done, in_envs = [], 0.0
         steps, obs, slots, limit = self.step_fns, self.obs, self.slot, self.limit
         flat_actions, flat_obs, clock = self.flat_actions, self.flat_obs, time.perf_counter
+        train_fns = self.train_fns if self.train_reward else None
         for k in self.active:
             s = slots[k]
             a = actions[k] if flat_actions else actions[k].reshape(self.ac_shape)
             t0 = clock()
-            ob, rew, terminated, truncated, _ = steps[k](a)
+            ob, rew, terminated, truncated, info = steps[k](a)
             dt = clock() - t0
+            if train_fns is not None:
+                s.train_ret += train_fns[k](info, a)
             if s.actions is not None:
                 s.actions.append(np.array(a, np.float32).ravel())
             s.env_s += dt
@@ -341,6 +351,7 @@ class EpisodeRunner:
             self.ob_sum[k].copy() if calc else None, self.ob_sumsq[k].copy() if calc else None,
             s.length if calc else 0, predict, s.env_s, glue,
             None if s.actions is None else np.stack(s.actions),
+            s.train_ret if self.train_reward else None,
         )  # fmt: skip
 
 

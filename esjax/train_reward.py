@@ -1,0 +1,137 @@
+"""A training reward that is not the evaluation reward (``--train-reward``).
+
+Training episodes can be scored by a declared weighted sum of the env's own reward terms
+instead of its stock reward; evaluation episodes, the best checkpoint, ``--target-return``,
+``evaluate`` and every results file always use the stock reward, and the workers report
+both returns of each episode (log.csv: GenRewMean is the stock return of the training
+episodes, GenTrainRewMean what the strategy ranked).
+
+Spelling: ``TERM=WEIGHT`` pairs separated by commas, e.g. ``progress=1,joints_at_limit=1,
+action_sq=-0.01,constant=0.01``: the training reward of a step is exactly that sum (a term
+not named weighs 0). Terms:
+
+- pybullet locomotors (Ant, HalfCheetah, Hopper, Walker2D, Humanoid ``BulletEnv-v0``): the
+  env's ``unwrapped.rewards`` after each step: ``alive``, ``progress``, ``electricity``,
+  ``joints_at_limit``, ``feet_collision`` (their stock reward is the sum with weight 1).
+- Gymnasium's MuJoCo v5 envs: the reward parts in ``info`` (``reward_forward`` is
+  ``forward``; also ``ctrl``, ``survive``, ``contact`` where the env has them).
+- Any env: ``constant`` (added per step) and ``action_sq`` (the mean over action
+  dimensions of the squared action the env was stepped with).
+
+Episodes end as in the stock env: the transformation changes returns, not termination.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from esjax.config import ConfigError
+
+PYBULLET_TERMS = ("alive", "progress", "electricity", "joints_at_limit", "feet_collision")
+ANY_ENV_TERMS = ("constant", "action_sq")
+INFO_PREFIX = "reward_"
+
+TrainReward = tuple[tuple[str, float], ...]  # ((term, weight), ...) in the order given
+
+
+def parse_train_reward(text: str) -> TrainReward:
+    """``"a=1,b=-0.5"`` -> (("a", 1.0), ("b", -0.5)); "" -> () (the stock reward).
+    ConfigError (one line) for a malformed pair, a repeated term or a non-finite weight."""
+    pairs: list[tuple[str, float]] = []
+    for item in (p.strip() for p in text.replace(" ", ",").split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        try:
+            weight = float(value) if eq and name else math.nan
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight):
+            raise ConfigError(
+                f"--train-reward takes TERM=WEIGHT pairs separated by commas, e.g. "
+                f"progress=1,constant=0.01 (got {item!r})"
+            )
+        if name in dict(pairs):
+            raise ConfigError(f"--train-reward names {name} twice: give each term once")
+        pairs.append((name, weight))
+    return tuple(pairs)
+
+
+def format_train_reward(reward: TrainReward) -> str:
+    """The spelling ``parse_train_reward`` reads back to ``reward``."""
+    return ",".join(f"{name}={weight!r}" for name, weight in reward)
+
+
+def _is_pybullet_walker(env) -> bool:
+    """Whether ``env`` is one of pybullet's locomotors (``WalkerBaseBulletEnv``), whose
+    ``unwrapped.rewards`` holds PYBULLET_TERMS after each step."""
+    return any(c.__name__ == "WalkerBaseBulletEnv" and c.__module__.startswith("pybullet_envs")
+               for c in type(env.unwrapped).__mro__)  # fmt: skip
+
+
+def env_reward_terms(env) -> tuple[str, ...]:
+    """The terms ``env`` (created, not reset) offers to ``--train-reward``. Resets it and
+    takes one zero-action step to read MuJoCo's ``info`` parts."""
+    env.reset(seed=0)
+    zero = np.zeros(env.action_space.shape, env.action_space.dtype)
+    _, _, _, _, info = env.step(zero)
+    if _is_pybullet_walker(env):
+        own: tuple[str, ...] = PYBULLET_TERMS
+    else:
+        own = tuple(k[len(INFO_PREFIX) :] for k in info if k.startswith(INFO_PREFIX))
+    return (*own, *ANY_ENV_TERMS)
+
+
+def check_train_reward(reward: TrainReward, env_id: str, terms: tuple[str, ...]) -> None:
+    """ConfigError (one line) for a term ``env_id`` does not have (``terms``: its own)."""
+    for name, _ in reward:
+        if name not in terms:
+            own = [t for t in terms if t not in ANY_ENV_TERMS]
+            has = (f"its terms are {', '.join(own)}" if own else
+                   "it has no reward terms of its own")  # fmt: skip
+            raise ConfigError(
+                f"--train-reward: {env_id} has no reward term {name!r} ({has}; any env "
+                f"also takes {', '.join(ANY_ENV_TERMS)})"
+            )
+
+
+def step_reward_fn(reward: TrainReward, env) -> Callable[[dict, np.ndarray], float] | None:
+    """``fn(info, action)`` -> the training reward of the step ``env`` (its stepping
+    env, below the checking wrappers) just took with ``action``; None for () (the stock
+    reward: the caller uses the env's own). Terms are added in ``reward``'s order."""
+    if not reward:
+        return None
+    unwrapped = env.unwrapped
+    walker = _is_pybullet_walker(env)
+    index = {t: i for i, t in enumerate(PYBULLET_TERMS)}
+    constant = sum(w for name, w in reward if name == "constant")
+    action_sq = sum(w for name, w in reward if name == "action_sq")
+    own = [(name, w) for name, w in reward if name not in ANY_ENV_TERMS]
+    if walker:
+        picks = [(index[name], w) for name, w in own]
+
+        def fn(info: dict, action: np.ndarray) -> float:
+            terms = unwrapped.rewards
+            total = constant
+            for i, w in picks:
+                total += w * float(terms[i])
+            if action_sq:
+                total += action_sq * float(np.mean(np.square(action, dtype=np.float64)))
+            return total
+
+    else:
+        keys = [(INFO_PREFIX + name, w) for name, w in own]
+
+        def fn(info: dict, action: np.ndarray) -> float:
+            total = constant
+            for key, w in keys:
+                total += w * float(info[key])
+            if action_sq:
+                total += action_sq * float(np.mean(np.square(action, dtype=np.float64)))
+            return total
+
+    return fn
