@@ -1,0 +1,176 @@
+"""--train-reward: training episodes scored by weights on the env's own reward terms,
+evaluations and the stock-return columns on the env's stock reward."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esjax.config import Config, ConfigError
+from esjax.envs import env_info, make_env
+from esjax.train_reward import (
+    PYBULLET_TERMS,
+    check_train_reward,
+    format_train_reward,
+    parse_train_reward,
+    step_reward_fn,
+)
+from tests.helpers import main_inline, only_run_dir, read_log
+
+STOCK_PYBULLET = ",".join(f"{t}=1" for t in PYBULLET_TERMS)
+
+
+def test_spelling_round_trips_and_bad_spellings_are_one_line_errors():
+    r = parse_train_reward("progress=1, joints_at_limit=1,action_sq=-0.01 constant=0.01")
+    assert r == (("progress", 1.0), ("joints_at_limit", 1.0), ("action_sq", -0.01),
+                 ("constant", 0.01))  # fmt: skip
+    assert parse_train_reward(format_train_reward(r)) == r
+    assert parse_train_reward("") == ()
+    for bad, says in [("progress", "TERM=WEIGHT"), ("progress=x", "TERM=WEIGHT"),
+                      ("=1", "TERM=WEIGHT"), ("progress=nan", "TERM=WEIGHT"),
+                      ("progress=1,progress=2", "twice")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=says):
+            parse_train_reward(bad)
+
+
+def test_each_env_family_offers_its_own_terms():
+    assert env_info("AntBulletEnv-v0").reward_terms == (*PYBULLET_TERMS, "constant", "action_sq")
+    hopper = env_info("Hopper-v5").reward_terms
+    assert {"forward", "ctrl", "survive", "constant", "action_sq"} == set(hopper)
+    assert env_info("InvertedPendulumBulletEnv-v0").reward_terms == ("constant", "action_sq")
+    with pytest.raises(ConfigError, match="has no reward term 'progress'.*no reward terms"):
+        check_train_reward((("progress", 1.0),), "InvertedPendulumBulletEnv-v0",
+                           ("constant", "action_sq"))  # fmt: skip
+    with pytest.raises(ConfigError, match="'survive'.*its terms are alive, progress"):
+        check_train_reward((("survive", 1.0),), "AntBulletEnv-v0",
+                           env_info("AntBulletEnv-v0").reward_terms)  # fmt: skip
+
+
+@pytest.mark.parametrize("env_id, weights, exact", [
+    ("HopperBulletEnv-v0", STOCK_PYBULLET, True),  # the same sum, in the same order
+    ("Hopper-v5", "forward=1,survive=1,ctrl=1", False),
+    ("HalfCheetah-v5", "forward=1,ctrl=1", False),
+])  # fmt: skip
+def test_the_stock_terms_with_weight_1_give_the_stock_reward(env_id, weights, exact):
+    env = make_env(env_id)
+    fn = step_reward_fn(parse_train_reward(weights), env)
+    env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        _, rew, terminated, truncated, info = env.step(a)
+        got = fn(info, a)
+        if exact:
+            assert got == float(rew)
+        else:
+            assert got == pytest.approx(float(rew), rel=1e-6, abs=1e-9)
+        if terminated or truncated:
+            env.reset(seed=2)
+    env.close()
+
+
+def test_action_sq_and_constant_on_any_env():
+    env = make_env("InvertedPendulumBulletEnv-v0")
+    fn = step_reward_fn(parse_train_reward("constant=0.5,action_sq=-2"), env)
+    env.reset(seed=0)
+    a = np.array([0.5], np.float32)
+    _, _, _, _, info = env.step(a)
+    assert fn(info, a) == 0.5 - 2 * 0.25
+    env.close()
+
+
+PENDULUM = ["--env", "InvertedPendulumBulletEnv-v0", "--preset", "none",
+            "--noise-table-size", "2000000", "--hidden-dims", "8", "--num-workers", "1",
+            "--envs-per-worker", "3", "--population-size", "6", "--timesteps-per-gen", "100",
+            "--eval-every", "1", "--eval-episodes", "2", "--seed", "4"]  # fmt: skip
+
+
+def test_training_ranks_the_training_return_and_logs_the_stock_one(tmp_path):
+    # constant=2: a training step is worth 2, the stock pendulum's 1: the training return
+    # is twice the length, the stock return (and every evaluation) the length itself.
+    main_inline(*PENDULUM, "--train-reward", "constant=2", "--max-generations", "3",
+                cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
+    for r in rows:
+        assert float(r["GenTrainRewMean"]) == 2 * float(r["GenLenMean"])
+        assert float(r["GenRewMean"]) == float(r["GenLenMean"])
+        assert float(r["PeriodicEvalRewMean"]) == float(r["PeriodicEvalLenMean"])
+    assert json.loads((run / "config.json").read_text())["train_reward"] == "constant=2"
+
+
+def test_without_a_training_reward_both_columns_agree(tmp_path):
+    main_inline(*PENDULUM, "--max-generations", "2", cwd=tmp_path)
+    for r in read_log(only_run_dir(tmp_path)):
+        assert r["GenTrainRewMean"] == r["GenRewMean"] and r["GenTrainRewMax"] == r["GenRewMax"]
+
+
+def test_bad_training_rewards_exit_2_with_one_line_and_create_nothing(tmp_path):
+    for weights, says in [("progress=1", "has no reward term 'progress'"),
+                          ("constant", "TERM=WEIGHT")]:  # fmt: skip
+        proc = main_inline(*PENDULUM, "--train-reward", weights, "--max-generations", "1",
+                           cwd=tmp_path, check=False)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert says in proc.stderr.strip().splitlines()[-1]
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(ConfigError, match="in a string"):
+        Config(train_reward=1.5)
+
+
+def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
+    main_inline(*PENDULUM, "--train-reward", "constant=2", "--max-generations", "2",
+                cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    refused = main_inline("--resume", str(run), "--train-reward", "constant=3",
+                          "--max-generations", "3", cwd=tmp_path, check=False)  # fmt: skip
+    assert refused.returncode == 2 and "--train-reward" in refused.stderr
+    main_inline("--resume", str(run), "--max-generations", "3", cwd=tmp_path)
+    rows = read_log(run)
+    assert [r["Generation"] for r in rows] == ["0", "1", "2"]
+    assert float(rows[2]["GenTrainRewMean"]) == 2 * float(rows[2]["GenLenMean"])
+
+
+def _hopper_run(envs_per_worker: int, resume_after: int | None = None):
+    """Log rows and final θ of a short HopperBulletEnv-v0 run on progress alone, inline
+    (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
+    from esjax.checkpoint import CheckpointStore
+    from esjax.state import load_run
+    from esjax.trainer import Trainer
+
+    cfg = Config(env="HopperBulletEnv-v0", seed=2, population_size=6, timesteps_per_gen=600,
+                 max_generations=3, noise_table_size=2_000_000, hidden_dims=(8,),
+                 num_workers=1, envs_per_worker=envs_per_worker, backend="inline",
+                 train_reward="progress=1,joints_at_limit=1,action_sq=-0.01")  # fmt: skip
+
+    def started():
+        t = Trainer.from_config(cfg, log=lambda s: None)
+        t.start()
+        return t
+
+    trainer = started()
+    rows = []
+    try:
+        for g in range(cfg.max_generations):
+            if g == resume_after:
+                with tempfile.TemporaryDirectory() as run_dir:
+                    store = CheckpointStore(run_dir, keep=1)
+                    trainer.save(store)
+                    store.close()
+                    trainer.close()
+                    trainer = started()
+                    trainer.restore(load_run(Path(run_dir), "latest", trainer.cfg, trainer.info))
+            rows.append(trainer.step())
+    finally:
+        trainer.close()
+    cols = ["GenRewMean", "GenTrainRewMean", "GenTrainRewMax", "GenLenMean", "GradNorm"]
+    return np.array([[r[c] for c in cols] for r in rows]), np.asarray(trainer.state.theta)
+
+
+def test_a_training_reward_keeps_layout_independence_and_exact_resume():
+    ref_log, ref_theta = _hopper_run(1)
+    assert (ref_log[:, 0] != ref_log[:, 1]).all()  # the training return is not the stock one
+    for log, theta in (_hopper_run(3), _hopper_run(2, resume_after=2)):
+        np.testing.assert_array_equal(log, ref_log)
+        np.testing.assert_array_equal(theta, ref_theta)
