@@ -41,6 +41,22 @@ VARIANTS = {
 }
 
 
+NOTES = """
+How to read it: "plain" is this machine's own code path, the reference. A row with
+"none" twice computes the same bits as the reference. The rows that differ are code
+paths no esjax run takes: jaxlib refuses CPUs without AVX (its cpu_feature_guard), so
+"XLA SSE4.2" exists only as a flag; XLA with AVX2 or AVX-512 is what esjax's cap
+(esjax.cpu_bits) prevents: with FMA, products are added with one rounding instead of two.
+
+Before the change (commit 0468f65, same machine and cases): OpenBLAS's Haswell,
+Sandybridge and Prescott kernels and NumPy without AVX2 each changed the returns of
+adam_default and mujoco_pgpe_resume (GenRewMean, GenRewMax, evaluations); XLA limited to
+AVX or SSE4.2 changed θ in all four cases; and on an Intel Xeon with AVX-512 (issue 28)
+mujoco_pgpe_resume's UpdateRatio differed from the record made on another CPU (XLA's norm,
+vectorized for the CPU it compiled on).
+"""
+
+
 def _run_cases(out: Path) -> None:
     """Child process: run every case (inline backend) and save its columns and θ."""
     from tests.golden.record import columns, run_case
@@ -112,7 +128,7 @@ def main(argv=None) -> None:
         env_text = " ".join(f"`{k}={v}`" for k, v in env.items()) or "-"
         lines.append(f"| {name} | {env_text} | {', '.join(theta) or 'none'} | "
                      f"{'; '.join(cols) or 'none'} |")  # fmt: skip
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + NOTES
     print(text)
     Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
