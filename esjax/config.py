@@ -6,6 +6,7 @@ with the field's ``help`` as its help text.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -28,6 +29,18 @@ TRACKERS = ("tensorboard", "wandb")  # esjax.trackers
 
 class ConfigError(ValueError):
     """A user-caused configuration problem; its message is one line naming problem and fix."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line and a pointer to --help (no usage wall)."""
+
+    def error(self, message: str):
+        """argparse's own errors (a bad flag or value): one line and where to look."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def fail(self, message: str):
+        """esjax's own one-line errors, which name their fix: exit code 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _opt(default, help: str, **meta):
@@ -241,6 +254,12 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            problem = field_type_problem(f.name, getattr(self, f.name))
+            if problem:
+                raise ConfigError(problem)
+            if f.type.startswith("float") and getattr(self, f.name) is not None:
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
         object.__setattr__(self, "hidden_dims", _hidden_dims(self.hidden_dims))
         object.__setattr__(self, "logger", _loggers(self.logger))
         for problem in strategy_problems(self):
@@ -270,6 +289,43 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; remove them or fix the spelling")
         return cls(**d)
+
+
+_KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number",
+          "str": "a string"}  # fmt: skip
+
+
+def field_type_problem(name: str, value: Any) -> str | None:
+    """One line if ``value`` is not of option ``name``'s type (presets, config.json and
+    the Python API give values as they are: a string "false" is not false); None if it is."""
+    import numbers
+
+    ftype = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+    base = ftype.replace(" | None", "")
+    if value is None and base != ftype:
+        return None
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    elif base == "str":
+        ok = isinstance(value, str)
+    elif base == "tuple[int, ...]":  # hidden_dims: sizes, or the word linear
+        items = [value] if isinstance(value, str) else value
+        ok = isinstance(items, (list, tuple)) and all(
+            (isinstance(x, numbers.Integral) and not isinstance(x, bool)) or x == "linear"
+            for x in items
+        )
+        base = "a list of layer sizes, or linear"
+    else:  # tuple[str, ...]: logger
+        items = [value] if isinstance(value, str) else value
+        ok = isinstance(items, (list, tuple)) and all(isinstance(x, str) for x in items)
+        base = "a list of names"
+    if ok:
+        return None
+    return f"option {name} (--{_flag(name)}) must be {_KINDS.get(base, base)} (got {value!r})"
 
 
 def _hidden_dims(value) -> tuple[int, ...]:
@@ -313,15 +369,12 @@ def _problems(c: Config):
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
-    if not isinstance(c.train_reward, str):
-        yield f"--train-reward takes TERM=WEIGHT pairs in a string (got {c.train_reward!r})"
-    else:
-        from esjax.train_reward import parse_train_reward
+    from esjax.train_reward import parse_train_reward
 
-        try:
-            parse_train_reward(c.train_reward)
-        except ConfigError as e:
-            yield str(e)
+    try:
+        parse_train_reward(c.train_reward)
+    except ConfigError as e:
+        yield str(e)
     if c.target_return != c.target_return:  # NaN
         yield "--target-return must be a number (or inf for no target)"
     if c.eval_episodes < 1:
@@ -380,6 +433,9 @@ def _value_problems(c: Config):
 def load_run_config(run_dir: Path) -> Config:
     """The Config saved in ``run_dir/config.json``; ConfigError (one line) otherwise."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: give the run's "
+                          f"folder ({run_dir.parent})")  # fmt: skip
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
     path = run_dir / "config.json"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError
+from esjax.config import ConfigError, OneLineParser
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m esjax.evaluate",
         description="Run noiseless episodes of a saved policy (with its observation "
         "normalization) and optionally render them to a video.",
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.episodes < 1:
-        parser.error(f"--episodes must be >= 1 (got {args.episodes})")
+        parser.fail(f"--episodes must be >= 1 (got {args.episodes})")
     if args.video is not None:
         if args.video.suffix not in VIDEO_SUFFIXES:
-            parser.error(f"--video {args.video}: use a .mp4 or .gif file name")
+            parser.fail(f"--video {args.video}: use a .mp4 or .gif file name")
         if not args.video.absolute().parent.is_dir():
-            parser.error(f"--video {args.video}: folder {args.video.parent} does not exist")
+            parser.fail(f"--video {args.video}: folder {args.video.parent} does not exist")
     try:
         from esjax.envs import make_env
         from esjax.state import load_run
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.run_dir, args.checkpoint)
         env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None)
     except ConfigError as e:
-        parser.error(str(e))
+        parser.fail(str(e))
     cfg, step = run.cfg, run.step
     theta, mean, std = run.policy(args.checkpoint)
     frames: list[np.ndarray] | None = [] if args.video else None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError
+from esjax.config import ConfigError, OneLineParser
 from esjax.portable import Policy, PortablePolicy, portable_policy
 
 FORMATS = ("onnx", "npz")
@@ -104,7 +104,7 @@ def onnx_max_difference(path: Path, p: PortablePolicy, count: int = 1000, seed: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m esjax.export",
         description="Write a run's policy (observation normalization, network, action "
         "clipping) as one file that runs without esjax.",
@@ -127,17 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         policy = portable_policy(args.run_dir, args.checkpoint)
     except ConfigError as e:
-        parser.error(str(e))
+        parser.fail(str(e))
     out = args.out or args.run_dir / f"policy_{args.checkpoint}.{args.format}"
     if out.exists() and not args.force:
-        parser.error(f"{out} exists: pass --force to replace it, or --out another file")
+        parser.fail(f"{out} exists: pass --force to replace it, or --out another file")
     if not out.absolute().parent.is_dir():
-        parser.error(f"--out {out}: folder {out.parent} does not exist")
+        parser.fail(f"--out {out}: folder {out.parent} does not exist")
     if args.format == "onnx":
         try:
             import onnx
         except ImportError:
-            parser.error("--format onnx needs the onnx package: pip install 'esjax[export]' "
+            parser.fail("--format onnx needs the onnx package: pip install 'esjax[export]' "
                          "(make setup installs it)")  # fmt: skip
     tmp = out.with_name(out.name + ".tmp")
     if args.format == "onnx":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
 from pathlib import Path
+
+from esjax.config import OneLineParser
 
 X_COLUMNS = {"timesteps": "TimestepsSoFar", "time": "TimeElapsed", "generation": "Generation"}
 X_LABELS = {"timesteps": "timesteps", "time": "seconds", "generation": "generation"}
@@ -58,7 +59,7 @@ def plot_runs(run_dirs: list[Path], out: Path, x: str = "timesteps") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m esjax.plot", description=__doc__.split(":")[1])
+    p = OneLineParser(prog="python -m esjax.plot", description=__doc__.split(":")[1])
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument(
         "--out", type=Path, default=None,
@@ -69,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     default = args.run_dirs[0] / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png")
     out = args.out or default
     if out.suffix.lower() != ".png":
-        p.error(f"--out {out}: give a .png file name")
+        p.fail(f"--out {out}: give a .png file name")
     if not out.absolute().parent.is_dir():
-        p.error(f"--out {out}: folder {out.parent} does not exist")
+        p.fail(f"--out {out}: folder {out.parent} does not exist")
     for run in args.run_dirs:
         try:
             read_log(run)
         except (FileNotFoundError, ValueError) as e:
-            p.error(str(e))
+            p.fail(str(e))
     plot_runs(args.run_dirs, out, args.x)
     print(f"wrote {out}")
     return 0

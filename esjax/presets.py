@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from esjax.config import Config, ConfigError
+from esjax.config import Config, ConfigError, field_type_problem
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "presets"
 NO_PRESET = "none"  # --preset none: the bare defaults
@@ -102,6 +102,10 @@ def load_preset(name: str, folder: Path = PRESET_DIR) -> dict[str, Any]:
         raise ConfigError(f"preset {path} sets unknown option(s) {unknown}: fix the file")
     if "env" not in values:
         raise ConfigError(f'preset {path} names no env: add env = "..." to it')
+    for key, value in values.items():
+        problem = field_type_problem(key, value)
+        if problem:
+            raise ConfigError(f"preset {path}: {problem}: fix the file")
     if isinstance(values.get("hidden_dims"), list):
         values["hidden_dims"] = tuple(values["hidden_dims"])  # or the word "linear"
     return {**values, "preset": name}

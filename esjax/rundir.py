@@ -118,3 +118,42 @@ def record_machine(run_dir: Path, generation: int) -> str | None:
         raise ConfigError(f"cannot write {path} ({e.strerror}): make the run directory "
                           "writable or pass --run-dir elsewhere") from e  # fmt: skip
     return line
+
+
+LOCK_NAME = "lock"
+
+
+class RunLock:
+    """One owner per run directory: an exclusive ``flock`` on ``run_dir/lock`` (which
+    names the holder's PID and host), held until ``release`` or the process's end. The
+    kernel drops it when its holder dies, however (kill -9 included): a stale lock file
+    never blocks a resume."""
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+        import socket
+
+        self.path = Path(run_dir) / LOCK_NAME
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ConfigError(f"cannot lock {run_dir} ({e.strerror}): make the run directory "
+                              "writable") from None  # fmt: skip
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(
+                f"{run_dir} is being trained by {holder}: wait for it to stop (or stop it) "
+                "before resuming it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError
+from esjax.config import ConfigError, OneLineParser
 
 BOOTSTRAP_RESAMPLES = 10_000
 # Flags esjax.seeds sets for each seed itself.
@@ -373,7 +373,7 @@ def write_summary(out: Path, runs: list[dict], target: float | None, title: str,
 
 # -- the command -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m esjax.seeds",
         description="Train one config with several seeds and summarize them (median, "
         "interquartile mean and its bootstrap 95%% CI, one plot). Any other flag goes to "
@@ -402,18 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     args, flags = parser.parse_known_args(argv)
     own = [f for f in flags if f.split("=")[0] in OWN_FLAGS]
     if own:
-        parser.error(f"{own[0]} is set by esjax.seeds for each seed: remove it")
+        parser.fail(f"{own[0]} is set by esjax.seeds for each seed: remove it")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds must be distinct and >= 0 (got {args.seeds})")
+        parser.fail(f"--seeds must be distinct and >= 0 (got {args.seeds})")
     if args.parallel < 0:
-        parser.error(f"--parallel must be >= 0 (got {args.parallel})")
+        parser.fail(f"--parallel must be >= 0 (got {args.parallel})")
     try:
         from esjax.envs import check_env_id
 
         cfg, _, settings = parse([*flags, "--seed", str(args.seeds[0])])
         check_env_id(cfg.env)
     except ConfigError as e:
-        parser.error(str(e))
+        parser.fail(str(e))
     label = Path(cfg.preset).stem if cfg.preset != NO_PRESET else cfg.env
     out = args.out or Path(cfg.run_dir) / "seeds" / label
     target = args.target if args.target is not None else (
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_seeds(flags, args.seeds, out, parallel, cfg.env,
                          say=lambda line: print(line, flush=True))  # fmt: skip
     except ConfigError as e:
-        parser.error(str(e))
+        parser.fail(str(e))
     except RuntimeError as e:
         print(f"esjax: error: {e}; the finished seeds are kept: rerun the same command to "
               "continue", file=sys.stderr)  # fmt: skip

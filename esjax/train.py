@@ -18,11 +18,13 @@ from esjax.config import (
     TRACKERS,
     Config,
     ConfigError,
+    OneLineParser,
     envs_per_worker_arg,
     hidden_dims_arg,
     load_run_config,
 )
 from esjax.rundir import (
+    RunLock,
     check_free_space,
     create_run_dir,
     record_machine,
@@ -71,7 +73,7 @@ def _value_type(typ):
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """One flag per Config field, help text and default taken from the field, plus
     ``--resume``. With ``suppress_defaults`` the namespace holds only flags given."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m esjax.train",
         description="Train a policy with OpenAI-style Evolution Strategies.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -160,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, resume, settings = parse(argv)
     except ConfigError as e:
-        parser.error(str(e))  # one line, exit code 2
-    return run(cfg, resume, on_bad_input=parser.error, settings=settings)
+        parser.fail(str(e))  # one line, exit code 2
+    return run(cfg, resume, on_bad_input=parser.fail, settings=settings)
 
 
 def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | None = None) -> int:
@@ -181,7 +183,7 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | Non
 
     try:
         print(settings or settings_line(cfg), flush=True)
-        trainer, run_dir = _start(cfg, resume)
+        trainer, run_dir, lock = _start(cfg, resume)
     except ConfigError as e:
         return bad_input(str(e))
     except KeyboardInterrupt:
@@ -190,29 +192,47 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | Non
     except WorkerError as e:  # workers that could not start
         print(f"esjax: error: {e}", file=sys.stderr)
         return 1
-    if resume:
-        truncate_log(run_dir / "log.csv", trainer.state.generation)
-        print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
-    else:
-        print(f"run directory: {run_dir}", flush=True)
-    code = _train(trainer, run_dir, resumed=resume is not None)
-    if code == 0:
-        _print_summary(trainer, run_dir)
-    return code
+    try:
+        if resume:
+            truncate_log(run_dir / "log.csv", trainer.state.generation)
+            print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
+        else:
+            print(f"run directory: {run_dir}", flush=True)
+        code = _train(trainer, run_dir, resumed=resume is not None)
+        if code == 0:
+            _print_summary(trainer, run_dir)
+        return code
+    finally:
+        lock.release()
 
 
 def _start(cfg: Config, resume: Path | None):
-    """(a started Trainer, its run directory): resolve the config, check the budget and
-    the disk, start the workers, then create the run directory (and its config.json).
-    Whatever fails leaves nothing behind: no directory, no processes."""
+    """(a started Trainer, its run directory, the run's RunLock): lock a resumed run,
+    resolve the config, check the budget and the disk, start the workers, then create
+    the run directory (locked, with its config.json). Whatever fails leaves nothing
+    behind: no directory, no processes, no lock held."""
+    from esjax.envs import check_env_id
+
+    check_env_id(cfg.env)
+    lock = RunLock(resume) if resume else None  # before anything reads or writes the run
+    try:
+        trainer, run_dir, lock = _start_locked(cfg, resume, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return trainer, run_dir, lock
+
+
+def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
+    """``_start`` once a resumed run is locked (``lock``); a new run is locked here."""
     from esjax.checkpoint import checkpoint_bytes
-    from esjax.envs import check_env_id, env_info
+    from esjax.envs import env_info
     from esjax.resolve import resolve_config
     from esjax.state import load_run
     from esjax.trackers import check_trackers
     from esjax.trainer import Trainer
 
-    check_env_id(cfg.env)
     info = env_info(cfg.env)
     resolved, spec = resolve_config(cfg, info)
     if resolved.envs_per_worker != cfg.envs_per_worker:
@@ -237,18 +257,21 @@ def _start(cfg: Config, resume: Path | None):
         trainer.start()
         run_dir = resume or create_run_dir(Path(cfg.run_dir), cfg.env)
         try:
+            lock = lock or RunLock(run_dir)
             write_config(run_dir, cfg)
             machine_line = record_machine(run_dir, trainer.state.generation)
             if machine_line:
                 print(machine_line, flush=True)
         except ConfigError:
             if not resume:
+                if lock is not None:
+                    lock.release()
                 shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made, still empty
             raise
     except BaseException:
         trainer.close()
         raise
-    return trainer, run_dir
+    return trainer, run_dir, lock
 
 
 def _train(trainer, run_dir: Path, resumed: bool = False) -> int:

@@ -115,7 +115,7 @@ def test_bad_training_rewards_exit_2_with_one_line_and_create_nothing(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stderr.strip().splitlines()[-1]
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-    with pytest.raises(ConfigError, match="in a string"):
+    with pytest.raises(ConfigError, match="must be a string"):
         Config(train_reward=1.5)
 
 

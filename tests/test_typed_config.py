@@ -1,0 +1,71 @@
+"""Values from presets, config.json and the Python API are checked against each option's
+type: a one-line error naming the file and key, never a silent wrong value."""
+
+import json
+
+import pytest
+
+from esjax.config import Config, ConfigError, load_run_config
+from esjax.presets import load_preset
+from tests.helpers import run_module
+
+WRONG = [  # (key, value as TOML, what the message says)
+    ("discretize_actions", '"false"', "must be true or false"),
+    ("mirrored_sampling", '"no"', "must be true or false"),
+    ("population_size", "4.7", "must be a whole number"),
+    ("population_size", '"many"', "must be a whole number"),
+    ("population_size", "true", "must be a whole number"),
+    ("learning_rate", '"0.1"', "must be a number"),
+    ("hidden_dims", "64", "must be a list of layer sizes, or linear"),
+    ("hidden_dims", '[64, "x"]', "must be a list of layer sizes, or linear"),
+    ("nonlin", "3", "must be a string"),
+    ("logger", "5", "must be a list of names"),
+]
+
+
+@pytest.mark.parametrize("key, value, says", WRONG, ids=lambda x: str(x)[:20])
+def test_a_wrong_typed_preset_value_names_file_and_key(tmp_path, key, value, says):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'env = "InvertedPendulumBulletEnv-v0"\n{key} = {value}\n')
+    with pytest.raises(ConfigError, match=f"preset {path}: option {key} .*{says}") as e:
+        load_preset(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_the_cli_refuses_a_wrong_typed_preset_in_one_line_and_creates_nothing(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('env = "InvertedPendulumBulletEnv-v0"\ndiscretize_actions = "false"\n')
+    proc = run_module("esjax.train", "--preset", str(path), "--run-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "discretize_actions" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_wrong_typed_config_json_names_the_file(tmp_path):
+    d = Config().to_dict()
+    d["population_size"] = "40"
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match="config.json is not a valid esjax config: option "
+                                          "population_size"):  # fmt: skip
+        load_run_config(tmp_path)
+
+
+def test_right_types_pass_and_numbers_become_floats():
+    c = Config(learning_rate=1, noise_stdev=0.5, hidden_dims=[8], logger=["tensorboard"])
+    assert isinstance(c.learning_rate, float) and c.learning_rate == 1.0
+    assert c.hidden_dims == (8,) and c.logger == ("tensorboard",)
+    assert Config(hidden_dims="linear").hidden_dims == ()
+
+
+def test_argparse_errors_are_one_line_with_a_pointer_to_help():
+    proc = run_module("esjax.train", "--population-size", "x")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "python -m esjax.train: error: argument --population-size: invalid count: 'x' (see --help)"
+    ]
+
+
+def test_resume_of_a_file_says_it_is_a_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    proc = run_module("esjax.train", "--resume", str(tmp_path / "config.json"))
+    assert proc.returncode == 2 and "is a file, not a run directory" in proc.stderr
