@@ -101,7 +101,10 @@ def _single_threaded_blas():
 def worker_main(cfg: WorkerConfig, noise_name: str, task_q, conn) -> None:
     """Entry point of a worker process: attach the noise table ``noise_name``, make the
     envs, say Ready, then serve tasks from ``task_q``, messages out on ``conn``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and stops us
+    # The trainer handles Ctrl-C and SIGTERM (also when sent to the whole process group)
+    # and stops us; if it dies, PDEATHSIG does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     try:
         noise = SharedNoiseTable(cfg.noise_size, name=noise_name)

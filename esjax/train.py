@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import types
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -274,10 +275,14 @@ def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
     return trainer, run_dir, lock
 
 
+REPEAT_GRACE_S = 2.0  # signals this soon after the first are the same stop request
+
+
 def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
     """The training loop under a progress display, logging to the trackers of --logger;
-    Ctrl-C / SIGTERM stop it after a checkpoint (a second one quits at once). The exit
-    code."""
+    Ctrl-C / SIGTERM stop it after a checkpoint (repeats within REPEAT_GRACE_S, and any
+    SIGTERM after the first, are the same request; a later Ctrl-C quits at once). The
+    exit code."""
     from esjax.checkpoint import CheckpointWriteError
     from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
     from esjax.metrics import ProgressDisplay
@@ -289,12 +294,20 @@ def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
     else:
         display = ProgressDisplay(cfg.max_generations, "gen", state.generation)
     received: list[int] = []
+    first_at: list[float] = []
 
     def on_signal(signum, frame):
-        if received:  # a second Ctrl-C: leave now; checkpoints and log stay consistent
-            trainer.pool.kill_now()
-            os._exit(128 + signum)
+        if received:
+            # The same request again (a signal to the whole process group reaches us from
+            # make or a shell as well, Slurm and systemd repeat SIGTERM): keep stopping.
+            # Only a deliberate second Ctrl-C quits at once (checkpoints and log stay
+            # consistent).
+            if signum == signal.SIGINT and time.monotonic() - first_at[0] > REPEAT_GRACE_S:
+                trainer.pool.kill_now()
+                os._exit(128 + signum)
+            return
         received.append(signum)
+        first_at.append(time.monotonic())
         trainer.stop_requested = True
         print(f"\n{signal.Signals(signum).name}: stopping after saving a checkpoint "
               "(press Ctrl-C again to quit at once)", file=sys.stderr, flush=True)  # fmt: skip

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,11 +33,12 @@ def _alive(pids):
             "Z" not in open(f"/proc/{p}/stat").read().split(")")[-1].split()[0]}  # fmt: skip
 
 
-def _start_and_wait_for_generations(tmp_path, n):
+def _start_and_wait_for_generations(tmp_path, n, cmd=None, cwd=None):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"), *TINY,
-         "--max-generations", "100000", "--snapshot-freq", "1000"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cmd or [sys.executable, "-m", "esjax.train", "--run-dir", str(tmp_path / "runs"),
+                *TINY, "--max-generations", "100000", "--snapshot-freq", "1000"],
+        cwd=cwd or tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a shell job or a Slurm step
     )  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -69,6 +71,51 @@ def test_stop_signal_checkpoints_stops_workers_and_resumes(tmp_path, sig, code):
     store.close()
     proc = train("--resume", str(run), "--max-generations", str(len(rows) + 1), cwd=tmp_path)
     assert len(read_log(run)) == len(rows) + 1
+
+
+def _assert_stopped_with_a_final_checkpoint(tmp_path, err):
+    assert "Resume with" in err and "--resume" in err and "Traceback" not in err
+    assert "leaked" not in err and "resource_tracker" not in err
+    run = only_run_dir(tmp_path)
+    store = CheckpointStore(run, read_only=True)
+    assert store.steps()[-1] == len(read_log(run))  # the last completed generation is saved
+    store.close()
+
+
+def test_sigterm_to_the_process_group_twice_is_one_orderly_stop(tmp_path):
+    # Slurm, systemd and `kill -TERM -PGID` signal every process of the group (the
+    # workers too), and a wrapper may forward the signal again.
+    proc = _start_and_wait_for_generations(tmp_path, 2)
+    try:
+        workers = _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    _assert_stopped_with_a_final_checkpoint(tmp_path, err)
+    time.sleep(1.0)
+    assert not _alive(workers)
+
+
+def test_make_train_stopped_by_a_group_sigterm_saves_its_checkpoint(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    args = " ".join([*TINY[4:], "--run-dir", str(tmp_path / "runs"), "--snapshot-freq", "1000"])
+    cmd = ["make", "-s", "--no-print-directory", "train", f"PY={sys.executable}",
+           "PRESET=none", "TIMESTEPS=100000000", f"ARGS=--env {TINY[1]} {args}"]  # fmt: skip
+    make = _start_and_wait_for_generations(tmp_path, 2, cmd=cmd, cwd=repo)
+    os.killpg(make.pid, signal.SIGTERM)
+    make.communicate(timeout=60)
+    deadline = time.time() + 60  # make exits at once; the trainer saves, then exits
+    while time.time() < deadline and subprocess.run(["pgrep", "-g", str(make.pid)],
+                                                    capture_output=True).stdout:  # fmt: skip
+        time.sleep(0.2)
+    run = only_run_dir(tmp_path)
+    store = CheckpointStore(run, read_only=True)
+    assert store.steps()[-1] == len(read_log(run))
+    store.close()
 
 
 def test_killed_or_hung_worker_is_replaced_without_lost_or_double_results(tmp_path):
