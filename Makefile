@@ -56,7 +56,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m unit -n 2
 
-# Benchmarks -> benchmarks/results/*.json and BENCHMARKS.md (BENCH_QUICK=1: smoke test, < 1 min).
+# Benchmarks -> benchmarks/results/*.json and BENCHMARKS.md (BENCH_QUICK=1: smoke test, < 1 min,
+# written to benchmarks/quick/ instead).
 bench: setup
 	$(PY) benchmarks/run.py
 

@@ -1,7 +1,8 @@
 """``make bench``: run every benchmark, write benchmarks/results/*.json and BENCHMARKS.md.
 
 BENCH_QUICK=1 runs a smoke-test version in under a minute (small envs, sizes and times);
-its figures say nothing about performance.
+its figures say nothing about performance, and it writes them to benchmarks/quick/
+(git-ignored), never over the committed results.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ PEER = ("AntBulletEnv-v0", 300_000, 1.5)  # env, timesteps after the first gener
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
-    out_dir = Path(os.environ.get("BENCH_OUT", ROOT / "benchmarks" / "results"))
-    md_path = Path(os.environ.get("BENCH_MD", ROOT / "BENCHMARKS.md"))
+    # A smoke test never touches the committed results: it writes under a scratch folder.
+    default_out = ROOT / "benchmarks" / ("quick" if quick else "results")
+    out_dir = Path(os.environ.get("BENCH_OUT", default_out))
+    md_path = Path(os.environ.get("BENCH_MD", default_out / "BENCHMARKS.md" if quick
+                                  else ROOT / "BENCHMARKS.md"))  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {
         "machine": machine(),

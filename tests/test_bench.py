@@ -13,12 +13,20 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_quick_writes_results_and_table(tmp_path):
-    env = {**os.environ, "BENCH_QUICK": "1", "BENCH_OUT": str(tmp_path),
-           "BENCH_MD": str(tmp_path / "BENCHMARKS.md")}  # fmt: skip
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py")], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+def _committed_results() -> dict[str, bytes]:
+    files = [ROOT / "BENCHMARKS.md", *sorted((ROOT / "benchmarks" / "results").glob("*"))]
+    return {str(f): f.read_bytes() for f in files if f.is_file()}
+
+
+def test_bench_quick_writes_results_and_table_to_scratch_not_over_the_committed_ones():
+    before = _committed_results()
+    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_OUT", "BENCH_MD")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py")],
+                          env={**env, "BENCH_QUICK": "1"}, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _committed_results() == before
+    tmp_path = ROOT / "benchmarks" / "quick"
     for name in ("throughput", "update_step", "startup", "policy_step", "ray_backend"):
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["machine"] and data["date"] and "make bench" in data["command"]
