@@ -43,6 +43,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or its help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 def _opt(default, help: str, **meta):
     return field(default=default, metadata={"help": help, **meta})
 
@@ -280,7 +290,11 @@ class Config:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        """Strict JSON (no Infinity): an infinite --target-return (no target) is null."""
+        d = self.to_dict()
+        if d["target_return"] == float("inf"):
+            d["target_return"] = None
+        return json.dumps(d, indent=2, sort_keys=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
@@ -288,6 +302,8 @@ class Config:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; remove them or fix the spelling")
+        if "target_return" in d and d["target_return"] is None:  # to_json's no target
+            d = {**d, "target_return": float("inf")}
         return cls(**d)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, OneLineParser
+from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m esjax.evaluate",
         description="Run noiseless episodes of a saved policy (with its observation "
         "normalization) and optionally render them to a video.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by esjax.train")
     p.add_argument("--checkpoint", default="latest", help="latest, best or a generation number")

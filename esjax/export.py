@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, OneLineParser
+from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
 from esjax.portable import Policy, PortablePolicy, portable_policy
 
 FORMATS = ("onnx", "npz")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m esjax.export",
         description="Write a run's policy (observation normalization, network, action "
         "clipping) as one file that runs without esjax.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by esjax.train")
     p.add_argument("--format", choices=FORMATS, default="onnx",

@@ -111,7 +111,7 @@ def record_machine(run_dir: Path, generation: int) -> str | None:
             )
     tmp = path.with_suffix(".json.tmp")
     try:
-        tmp.write_text(json.dumps([*history, mine], indent=1) + "\n")
+        tmp.write_text(json.dumps([*history, mine], indent=1, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, OneLineParser
+from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
 
 BOOTSTRAP_RESAMPLES = 10_000
 # Flags esjax.seeds sets for each seed itself.
@@ -376,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m esjax.seeds",
         description="Train one config with several seeds and summarize them (median, "
-        "interquartile mean and its bootstrap 95%% CI, one plot). Any other flag goes to "
+        "interquartile mean and its bootstrap 95% CI, one plot). Any other flag goes to "
         "esjax.train (e.g. --preset Hopper-v5 --max-timesteps 5e6).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         allow_abbrev=False,  # --seed is a train flag, not short for --seeds
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the seeds")

@@ -19,6 +19,7 @@ from esjax.config import (
     TRACKERS,
     Config,
     ConfigError,
+    DefaultsFormatter,
     OneLineParser,
     envs_per_worker_arg,
     hidden_dims_arg,
@@ -77,7 +78,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m esjax.train",
         description="Train a policy with OpenAI-style Evolution Strategies.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument(
         "--preset",

@@ -69,3 +69,21 @@ def test_resume_of_a_file_says_it_is_a_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     proc = run_module("esjax.train", "--resume", str(tmp_path / "config.json"))
     assert proc.returncode == 2 and "is a file, not a run directory" in proc.stderr
+
+
+def test_config_json_is_strict_json_and_round_trips_no_target():
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    text = Config().to_json()
+    d = json.loads(text, parse_constant=refuse)
+    assert d["target_return"] is None
+    assert Config.from_dict(d).target_return == float("inf")
+    assert Config.from_dict(json.loads(Config(target_return=900.0).to_json())).target_return == 900
+
+
+def test_help_shows_real_defaults_only():
+    proc = run_module("esjax.train", "--help")
+    assert "(default: None)" not in proc.stdout and "(default: 5)" in proc.stdout
+    seeds = run_module("esjax.seeds", "--help")
+    assert "%%" not in seeds.stdout and "95% CI" in seeds.stdout
