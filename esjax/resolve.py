@@ -105,7 +105,46 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
             step_seconds=step_seconds(cfg.env),
         )
         cfg = dataclasses.replace(cfg, envs_per_worker=k)
+    check_memory(cfg, spec, available_memory() if memory is None else memory)
     return cfg, spec
+
+
+# Bytes per episode of a generation, held until its update: the result record, its
+# observation statistics (float64 sums), the unit sampler's and tell's rows (a bound,
+# measured loosely: a Python record of a finished episode is about 1 KB).
+EPISODE_BYTES = 2048
+THETA_COPIES = 12  # θ-sized float32 arrays in the trainer: θ, the optimizer's moments, σ,
+# the gradient, the step, the policy sent to the workers, a checkpoint being written
+
+
+def memory_needs(cfg: Config, spec: PolicySpec) -> dict[str, int]:
+    """Bytes the run's flag-sized parts need here, by the flag that sizes them."""
+    p = spec.num_params
+    episodes = math.ceil(max(cfg.population_size, 1) * (1 + cfg.eval_prob)) + cfg.eval_episodes
+    workers = 0 if cfg.backend == "ray" else cfg.workers  # Ray's actors live on their nodes
+    return {
+        "--population-size": episodes * (EPISODE_BYTES + 16 * spec.ob_dim),
+        "--hidden-dims": THETA_COPIES * 4 * p,
+        "--envs-per-worker": workers * (max(cfg.envs_per_worker, 1) + 2) * 4 * p,
+        "--noise-table-size": 0 if cfg.backend == "ray" else 4 * cfg.noise_table_size,
+    }
+
+
+def check_memory(cfg: Config, spec: PolicySpec, memory: int | None) -> None:
+    """ConfigError (one line, before anything starts) unless the flag-sized parts of the
+    run fit in ``memory`` bytes: names the largest part and its flag."""
+    if memory is None:
+        return
+    needs = memory_needs(cfg, spec)
+    total = sum(needs.values())
+    if total <= memory:
+        return
+    flag, most = max(needs.items(), key=lambda kv: kv[1])
+    raise ConfigError(
+        f"this run needs about {total / 2**30:.1f} GiB of memory ({flag} alone "
+        f"{most / 2**30:.1f} GiB) and this machine has {memory / 2**30:.1f} GiB available: "
+        f"lower {flag}"
+    )
 
 
 def worker_config(cfg: Config, spec: PolicySpec) -> WorkerConfig:
