@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.fail(f"--video {args.video}: use a .mp4 or .gif file name")
         if not args.video.absolute().parent.is_dir():
             parser.fail(f"--video {args.video}: folder {args.video.parent} does not exist")
+        if args.video.is_dir():
+            parser.fail(f"--video {args.video} is a folder: give a .mp4 or .gif file name")
+        try:  # before any episode runs: a video that cannot be written fails now
+            with tempfile.NamedTemporaryFile(dir=args.video.absolute().parent):
+                pass
+        except OSError as e:
+            parser.fail(f"--video {args.video}: cannot write in {args.video.parent} "
+                        f"({e.strerror}): choose another location")  # fmt: skip
     try:
         from esjax.envs import make_env
         from esjax.state import load_run

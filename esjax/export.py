@@ -11,6 +11,7 @@ import numpy as np
 
 from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
 from esjax.portable import Policy, PortablePolicy, portable_policy
+from esjax.rundir import write_atomically
 
 FORMATS = ("onnx", "npz")
 ONNX_OPSET = 17
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.fail(str(e))
     out = args.out or args.run_dir / f"policy_{args.checkpoint}.{args.format}"
+    if out.is_dir():
+        parser.fail(f"--out {out} is a folder: give a file name")
     if out.exists() and not args.force:
         parser.fail(f"{out} exists: pass --force to replace it, or --out another file")
     if not out.absolute().parent.is_dir():
@@ -139,13 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             parser.fail("--format onnx needs the onnx package: pip install 'esjax[export]' "
                          "(make setup installs it)")  # fmt: skip
-    tmp = out.with_name(out.name + ".tmp")
-    if args.format == "onnx":
-        onnx.save(to_onnx(policy), tmp)
-    else:
-        with open(tmp, "wb") as f:
-            np.savez(f, **npz_arrays(policy))
-    tmp.replace(out)
+
+    def write(tmp: Path) -> None:
+        if args.format == "onnx":
+            onnx.save(to_onnx(policy), tmp)
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, **npz_arrays(policy))
+
+    try:
+        write_atomically(out, write)
+    except ConfigError as e:
+        parser.fail(str(e))
     shapes = f"obs ({policy.ob_dim},) -> actions ({policy.ac_dim},)"
     print(f"{policy.env} checkpoint {policy.checkpoint} ({args.checkpoint}): {out} "
           f"({out.stat().st_size:,} bytes; {shapes})")  # fmt: skip

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--x", choices=tuple(X_COLUMNS), default="timesteps", help="x axis")
     args = p.parse_args(argv)
+    for run in args.run_dirs:  # the runs first: a missing run is the problem, not --out
+        if not run.is_dir():
+            p.fail(f"{run}: no such run directory")
     default = args.run_dirs[0] / "curves.png" if len(args.run_dirs) == 1 else Path("curves.png")
     out = args.out or default
     if out.suffix.lower() != ".png":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from esjax.config import Config, ConfigError
@@ -52,18 +55,41 @@ def truncate_log(path: Path, generations: int) -> None:
         os.replace(tmp, path)
 
 
+_WRITE_FIXES = {
+    errno.ENOSPC: "free some space on that disk",
+    errno.EDQUOT: "free some space on that disk",
+    errno.EROFS: "choose a location on a writable disk",
+    errno.EACCES: "make the folder writable or choose another location",
+    errno.EPERM: "make the folder writable or choose another location",
+    errno.ENOENT: "create the folder first",
+    errno.EISDIR: "give a file name, not a folder",
+}
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], fix: str = "") -> None:
+    """``write(tmp)`` a sibling temporary file, then rename it to ``path``: readers see the
+    old file or the whole new one. ConfigError (one line: the path, the reason, what to do)
+    for a read-only, full or missing location; no temporary file is left behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder; give a file name")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        what = fix or _WRITE_FIXES.get(e.errno, "choose another location")
+        if e.errno == errno.ENOENT and path.absolute().parent.is_dir():
+            what = fix or "choose another location"  # a folder that takes no new files
+        raise ConfigError(f"cannot write {path} ({e.strerror or e}): {what}") from None
+
+
 def write_config(run_dir: Path, cfg: Config) -> None:
     """Atomically (re)write ``run_dir/config.json``; ConfigError if the folder is unwritable."""
-    tmp = run_dir / "config.json.tmp"
-    try:
-        tmp.write_text(cfg.to_json() + "\n")
-        os.replace(tmp, run_dir / "config.json")
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(
-            f"cannot write {run_dir / 'config.json'} ({e.strerror}): make the run directory "
-            "writable or pass --run-dir elsewhere"
-        ) from e
+    write_atomically(run_dir / "config.json", lambda t: t.write_text(cfg.to_json() + "\n"),
+                     "make the run directory writable or pass --run-dir elsewhere")  # fmt: skip
 
 
 def check_free_space(path: Path, need: int) -> None:
@@ -109,14 +135,9 @@ def record_machine(run_dir: Path, generation: int) -> str | None:
                 f"note: resuming on another CPU ({last.get('cpu')} -> {mine['cpu']}): "
                 "results stay bit-identical across x86-64 CPUs (README, Reproducibility)"
             )
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps([*history, mine], indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path} ({e.strerror}): make the run directory "
-                          "writable or pass --run-dir elsewhere") from e  # fmt: skip
+    text = json.dumps([*history, mine], indent=1, allow_nan=False) + "\n"
+    write_atomically(path, lambda t: t.write_text(text),
+                     "make the run directory writable or pass --run-dir elsewhere")  # fmt: skip
     return line
 
 

@@ -416,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.fail(str(e))
     label = Path(cfg.preset).stem if cfg.preset != NO_PRESET else cfg.env
     out = args.out or Path(cfg.run_dir) / "seeds" / label
+    if out.exists() and not out.is_dir():
+        parser.fail(f"--out {out} is a file: give a folder for the seeds' runs")
     target = args.target if args.target is not None else (
         cfg.target_return if math.isfinite(cfg.target_return) else None)  # fmt: skip
     workers = 1 if cfg.backend == "inline" else cfg.workers

@@ -126,8 +126,11 @@ def resume_config(run_dir: Path, given: dict) -> Config:
     refused = sorted(set(changed) - set(RESUMABLE_OVERRIDES))
     if refused:
         flag = "--" + refused[0].replace("_", "-")
+        has = getattr(saved, refused[0])
+        if refused[0] == "hidden_dims":  # as the flag is spelled
+            has = " ".join(map(str, has)) or "linear"
         raise ConfigError(
-            f"cannot change {flag} when resuming (the run has {getattr(saved, refused[0])!r}): "
+            f"cannot change {flag} when resuming (the run has {has!r}): "
             f"only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)} may change"
         )
     return dataclasses.replace(saved, **changed)
@@ -196,6 +199,10 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | Non
         return 1
     try:
         if resume:
+            if not (run_dir / "log.csv").exists() and trainer.state.generation:
+                print(f"warning: {run_dir / 'log.csv'} is missing: the log starts again at "
+                      f"generation {trainer.state.generation} (the rows before it are lost; "
+                      "the checkpoints hold the training state)", flush=True)  # fmt: skip
             truncate_log(run_dir / "log.csv", trainer.state.generation)
             print(f"resuming {run_dir} from generation {trainer.state.generation}", flush=True)
         else:
@@ -356,14 +363,15 @@ def _print_summary(trainer, run_dir: Path) -> None:
     best_ckpt = (
         run_dir / "checkpoints" / str(trainer.best_step) if trainer.best_step is not None else None
     )
+    which = "best" if best_ckpt else "latest"
     print(
         f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
         f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "
         f"return {best}\n"
         f"run directory:   {run_dir}\n"
         f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
-        f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint best "
-        f"--video {run_dir}/best.mp4\n"
+        f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint {which} "
+        f"--video {run_dir}/{which}.mp4\n"
         f"plot it:         python -m esjax.plot {run_dir} --out {run_dir}/curves.png\n"
         f"continue it:     python -m esjax.train --resume {run_dir} --max-timesteps N"
     )

@@ -217,3 +217,19 @@ def test_too_little_disk_space_is_refused_before_anything_is_written(tmp_path, m
     assert info.value.code == 2
     assert "MB free on the disk holding" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_messages_a_user_can_act_on(tmp_path):
+    main_inline = train
+    small = ["--env", "InvertedPendulumBulletEnv-v0", "--preset", "none", "--noise-table-size",
+             "2000000", "--hidden-dims", "linear", "--population-size", "4",
+             "--timesteps-per-gen", "50", "--eval-every", "0"]  # fmt: skip
+    done = main_inline(*small, "--max-generations", "2", cwd=tmp_path)
+    run = only_run_dir(tmp_path)
+    # no evaluation ran, so there is no best checkpoint: the hint names the latest
+    assert "--checkpoint latest" in done.stdout and "--checkpoint best" not in done.stdout
+    refused = main_inline("--resume", str(run), "--hidden-dims", "8", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "(the run has 'linear')" in refused.stderr
+    (run / "log.csv").unlink()
+    resumed = main_inline("--resume", str(run), "--max-generations", "3", cwd=tmp_path)
+    assert "log.csv is missing: the log starts again at generation 2" in resumed.stdout

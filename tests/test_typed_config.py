@@ -87,3 +87,33 @@ def test_help_shows_real_defaults_only():
     assert "(default: None)" not in proc.stdout and "(default: 5)" in proc.stdout
     seeds = run_module("esjax.seeds", "--help")
     assert "%%" not in seeds.stdout and "95% CI" in seeds.stdout
+
+
+def test_plot_of_a_missing_run_names_the_run(tmp_path):
+    proc = run_module("esjax.plot", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"python -m esjax.plot: error: {tmp_path / 'nope'}: no such run directory"
+    )
+
+
+def test_unwritable_outputs_fail_in_one_line_before_work_and_leave_no_tmp(tmp_path):
+    from tests.helpers import main_inline, only_run_dir
+
+    main_inline("--env", "InvertedPendulumBulletEnv-v0", "--preset", "none",
+                "--noise-table-size", "2000000", "--hidden-dims", "4", "--population-size", "4",
+                "--timesteps-per-gen", "50", "--eval-every", "1", "--eval-episodes", "1",
+                "--max-generations", "1", cwd=tmp_path)  # fmt: skip
+    run = str(only_run_dir(tmp_path))
+    cases = [  # /proc takes no new files, even from root
+        ("esjax.evaluate", run, "--video", "/proc/esjax.mp4"),
+        ("esjax.export", run, "--out", "/proc/esjax.npz"),
+        ("esjax.export", run, "--out", str(tmp_path), "--force"),
+        ("esjax.seeds", "--env", "InvertedPendulumBulletEnv-v0", "--out", f"{run}/config.json"),
+    ]
+    for module, *args in cases:
+        proc = run_module(module, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not list(tmp_path.glob("*.tmp"))
