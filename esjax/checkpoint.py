@@ -144,8 +144,11 @@ class CheckpointStore:
                 ),
             )
         except Exception as e:
+            older = [s for s in self.steps() if s < step]
+            way = (f": move {self.directory / str(step)} aside to resume from checkpoint "
+                   f"{older[-1]}" if older else "")  # fmt: skip
             raise CheckpointError(
-                f"checkpoint {step} is unreadable or does not fit this run ({_short(e)})"
+                f"checkpoint {step} is unreadable or does not fit this run ({_short(e)}){way}"
             ) from e
         return _to_numpy(out["state"]), dict(out["meta"])
 

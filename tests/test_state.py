@@ -221,6 +221,9 @@ def test_corrupted_checkpoint_and_edited_config(run_copy):
     _one_line_error(_cli("esjax.evaluate", str(run_copy)), "unreadable")
     _one_line_error(_cli("esjax.train", "--resume", str(run_copy), "--max-generations", "9"),
                     "unreadable")  # fmt: skip
+    # and the way forward: the previous checkpoint
+    _one_line_error(_cli("esjax.train", "--resume", str(run_copy), "--max-generations", "9"),
+                    f"{latest} aside to resume from checkpoint")  # fmt: skip
     assert tree_digest(run_copy) == corrupted
 
     cfg_path = run_copy / "config.json"
