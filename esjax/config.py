@@ -32,7 +32,16 @@ class ConfigError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors on one line and a pointer to --help (no usage wall)."""
+    """argparse with its errors on one line and a pointer to --help (no usage wall).
+    ``invoked_as``: the program name to show instead of ``prog`` (the ``esjax`` command
+    sets it to e.g. 'esjax train')."""
+
+    invoked_as: str | None = None
+
+    def __init__(self, *args, **kwargs):
+        if OneLineParser.invoked_as:
+            kwargs["prog"] = OneLineParser.invoked_as
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         """argparse's own errors (a bad flag or value): one line and where to look."""
@@ -91,7 +100,7 @@ class Config:
     env: str = _opt("AntBulletEnv-v0", "Gymnasium environment id (Box observations and actions).")
     preset: str = _opt(
         "none",
-        "The preset the run started from (a name in experiments/presets, or a .toml path), "
+        "The preset the run started from (a name in esjax/presets, or a .toml path), "
         "or none: a record in config.json; esjax.train sets it (its --preset flag).",
     )
     algo: str = _opt(

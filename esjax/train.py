@@ -84,7 +84,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "--preset",
         metavar="NAME",
         default=argparse.SUPPRESS if suppress_defaults else None,
-        help="Start from a preset's options (experiments/presets/NAME.toml, env included; "
+        help="Start from a preset's options (esjax/presets/NAME.toml, env included; "
         "or a path to a .toml file); flags given here override them. Default: the env's "
         "own preset when one is shipped; none: esjax's bare defaults.",
     )

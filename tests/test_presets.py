@@ -1,4 +1,4 @@
-"""The env's preset by default: ``--env X`` starts from experiments/presets/X.toml, says
+"""The env's preset by default: ``--env X`` starts from esjax/presets/X.toml, says
 so in its first line and records it in config.json; ``--preset none`` gives the bare
 defaults; flags override either."""
 
@@ -21,7 +21,7 @@ def test_env_starts_from_its_preset_says_so_first_and_records_it(tmp_path):
     proc = train("--env", "InvertedPendulum-v5", *SMALL, cwd=tmp_path)
     first = proc.stdout.splitlines()[0]
     assert first == ("settings: preset InvertedPendulum-v5 "
-                     "(experiments/presets/InvertedPendulum-v5.toml); flags override") or (
+                     "(esjax/presets/InvertedPendulum-v5.toml); flags override") or (
         first.startswith("settings: preset InvertedPendulum-v5 (/")  # run from elsewhere
     )  # fmt: skip
     run = only_run_dir(tmp_path)

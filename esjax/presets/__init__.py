@@ -1,7 +1,8 @@
 """Named option sets: ``python -m esjax.train --env NAME`` starts from NAME's preset.
 
-A preset is a TOML file of Config fields (``env`` included) in ``experiments/presets/``
-of the esjax checkout, each value commented with where it comes from; ``--preset`` picks
+A preset is a TOML file of Config fields (``env`` included) beside this module (package
+data: an installed esjax has them), each value commented with where it comes from and the
+results in the repository's experiments/results it cites; ``--preset`` picks
 another (a name or a path to such a file), ``--preset none`` the bare defaults. Flags
 given on the command line override the preset's values.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from esjax.config import Config, ConfigError, field_type_problem
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "presets"
+PRESET_DIR = Path(__file__).resolve().parent  # package data: installed with esjax
 NO_PRESET = "none"  # --preset none: the bare defaults
 
 
@@ -59,10 +60,13 @@ def settings_line(cfg: Config, requested: str | None = None, folder: Path = PRES
             why = f"preset {own} is tuned for {tuned_for}, not {cfg.algo}"
         return f"settings: esjax defaults ({why}); flags override"
     path = preset_path(cfg.preset, folder).resolve()
-    try:
-        shown = path.relative_to(Path.cwd())
-    except ValueError:
-        shown = path
+    if path.parent == PRESET_DIR.resolve():  # shipped: the same line from a wheel or a clone
+        shown: Path | str = f"esjax/presets/{path.name}"
+    else:
+        try:
+            shown = path.relative_to(Path.cwd())
+        except ValueError:
+            shown = path
     return f"settings: preset {cfg.preset} ({shown}); flags override"
 
 
