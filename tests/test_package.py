@@ -46,7 +46,8 @@ def test_a_wheel_installed_outside_the_checkout_trains_as_the_checkout(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     where = subprocess.run([sys.executable, "-c", "import esjax; print(esjax.__file__)"],
-                           cwd=empty, env=installed_env, capture_output=True, text=True)  # fmt: skip
+                           cwd=empty, env=installed_env, capture_output=True,
+                           text=True)  # fmt: skip
     assert where.stdout.startswith(str(site))
     from_wheel = _train(empty, installed_env)
     clone = tmp_path / "clone"
