@@ -97,7 +97,18 @@ class Config:
     the config is made, so config.json records what ran; options of another strategy
     stay None."""
 
-    env: str = _opt("AntBulletEnv-v0", "Gymnasium environment id (Box observations and actions).")
+    env: str = _opt(
+        "AntBulletEnv-v0",
+        "Gymnasium environment id (Box observations and actions); module:Id (Gymnasium's "
+        "form) imports module first, which registers your own env.",
+    )
+    env_kwargs: tuple[str, ...] = _opt(
+        (),
+        "A keyword for gymnasium.make(env, **kwargs), repeatable: KEY=VALUE with VALUE a "
+        "TOML literal (e.g. ctrl_cost_weight=0.05, terminate_when_unhealthy=false, "
+        "mode='fast'); a preset may give a table [env_kwargs]. Every worker, evaluate and "
+        "resume use them.",
+    )
     preset: str = _opt(
         "none",
         "The preset the run started from (a name in esjax/presets, or a .toml path), "
@@ -280,6 +291,7 @@ class Config:
             if f.type.startswith("float") and getattr(self, f.name) is not None:
                 object.__setattr__(self, f.name, float(getattr(self, f.name)))
         object.__setattr__(self, "hidden_dims", _hidden_dims(self.hidden_dims))
+        object.__setattr__(self, "env_kwargs", _env_kwargs(self.env_kwargs))
         object.__setattr__(self, "logger", _loggers(self.logger))
         for problem in strategy_problems(self):
             raise ConfigError(problem)
@@ -296,6 +308,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden_dims"] = list(self.hidden_dims)
+        d["env_kwargs"] = list(self.env_kwargs)
         return d
 
     def to_json(self) -> str:
@@ -344,6 +357,11 @@ def field_type_problem(name: str, value: Any) -> str | None:
             for x in items
         )
         base = "a list of layer sizes, or linear"
+    elif name == "env_kwargs":  # KEY=VALUE strings, or a table (a preset's [env_kwargs])
+        ok = isinstance(value, dict) or (
+            isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
+        )
+        base = "a list of KEY=VALUE strings (or a table)"
     else:  # tuple[str, ...]: logger
         items = [value] if isinstance(value, str) else value
         ok = isinstance(items, (list, tuple)) and all(isinstance(x, str) for x in items)
@@ -351,6 +369,44 @@ def field_type_problem(name: str, value: Any) -> str | None:
     if ok:
         return None
     return f"option {name} (--{_flag(name)}) must be {_KINDS.get(base, base)} (got {value!r})"
+
+
+def _toml_literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    return repr(value)
+
+
+def _env_kwargs(value) -> tuple[str, ...]:
+    """--env-kwarg items as KEY=VALUE strings (a table's items spelled so), checked."""
+    if isinstance(value, dict):
+        value = [f"{k}={_toml_literal(v)}" for k, v in value.items()]
+    items = tuple(value or ())
+    env_kwargs_dict(items)  # ConfigError for a malformed item
+    return items
+
+
+def env_kwargs_dict(items: tuple[str, ...]) -> dict:
+    """``("KEY=VALUE", ...)`` (--env-kwarg, VALUE a TOML literal) -> {KEY: value};
+    ConfigError (one line) for a malformed item."""
+    import tomllib
+
+    out: dict = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise ConfigError(f"--env-kwarg takes KEY=VALUE (got {item!r})")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(
+                f"--env-kwarg {item}: the value must be a TOML literal (a number, true/false, "
+                f"or a quoted string: {key}='text')"
+            ) from None
+    return out
 
 
 def _hidden_dims(value) -> tuple[int, ...]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
+import re
 import time
 from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
-from esjax.config import ConfigError
+from esjax.config import ConfigError, env_kwargs_dict
 from esjax.quiet import silenced_stdout
 
 _registered = False
@@ -39,8 +41,21 @@ class EnvInfo(NamedTuple):
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an unregistered id, suggesting close matches."""
+    """Raise ConfigError for an unregistered id, suggesting close matches. ``module:Id``
+    (Gymnasium's form for a user's env) imports ``module`` first, which registers ``Id``."""
     register_envs()
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            raise ConfigError(f"--env {env_id}: cannot import module {module!r} "
+                              f"({_first_line(e)}): check its name and that it is on the "
+                              "Python path (PYTHONPATH)") from None  # fmt: skip
+        if name in gym.registry:
+            return
+        raise ConfigError(f"--env {env_id}: importing {module} registered no environment "
+                          f"{name!r}: check the id it registers")  # fmt: skip
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
@@ -118,20 +133,36 @@ def _first_line(e: Exception) -> str:
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """Create the environment quietly; ConfigError if its spaces are not Box/Box.
+def registered_id(env_id: str) -> str:
+    """The id Gymnasium's registry knows: ``Id`` of ``module:Id``, else ``env_id``."""
+    return env_id.partition(":")[2] if ":" in env_id else env_id
+
+
+def make_env(env_id: str, render_mode: str | None = None, kwargs: tuple[str, ...] = ()) -> gym.Env:
+    """Create the environment quietly (``kwargs``: --env-kwarg items, passed to
+    ``gymnasium.make``); ConfigError if its spaces are not Box/Box.
 
     pybullet envs come wrapped in ``ForgetContactsOnReset``, so an episode's result
     depends on its reset seed and actions only, never on what the env ran before."""
-    check_env_id(env_id)
+    check_env_id(env_id)  # module:Id imports module, which registers Id
+    env_id = registered_id(env_id)
     mujoco = is_mujoco(env_id)
     if mujoco and render_mode is not None:
         # No display here: render through EGL (or what the user chose), never GLFW/X11.
         os.environ.setdefault("MUJOCO_GL", "egl")
         os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     with silenced_stdout():
+        extra = env_kwargs_dict(kwargs)
         try:
-            env = gym.make(env_id, render_mode=render_mode, disable_env_checker=True)
+            if render_mode is not None:  # an env without rendering need not take the word
+                extra = {**extra, "render_mode": render_mode}
+            env = gym.make(env_id, disable_env_checker=True, **extra)
+        except TypeError as e:
+            bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+            if extra and bad:
+                raise ConfigError(f"--env-kwarg {bad.group(1)}: {env_id} takes no such "
+                                  "keyword: check its constructor's arguments") from None  # fmt: skip
+            raise ConfigError(f"could not create environment {env_id!r}: {e}") from e
         except Exception as e:  # a broken third-party env: report it in one line
             missing = isinstance(e, gym.error.DependencyNotInstalled) or (
                 isinstance(e, ModuleNotFoundError) and e.name == "mujoco"
@@ -178,10 +209,10 @@ def describe_env(env: gym.Env) -> EnvInfo:
     )
 
 
-def step_seconds(env_id: str, steps: int = 20) -> float:
+def step_seconds(env_id: str, steps: int = 20, kwargs: tuple[str, ...] = ()) -> float:
     """Seconds one ``step`` of ``env_id`` takes here: the median of 3 runs of ``steps``
     steps with zero actions after a reset (sizes --envs-per-worker auto)."""
-    env = make_env(env_id)
+    env = make_env(env_id, kwargs=kwargs)
     try:
         env.reset(seed=0)
         zero = np.zeros(env.action_space.shape, env.action_space.dtype)
@@ -198,11 +229,11 @@ def step_seconds(env_id: str, steps: int = 20) -> float:
         env.close()
 
 
-def env_info(env_id: str) -> EnvInfo:
+def env_info(env_id: str, kwargs: tuple[str, ...] = ()) -> EnvInfo:
     """Create, describe and close an environment (its --train-reward terms included)."""
     from esjax.train_reward import env_reward_terms
 
-    env = make_env(env_id)
+    env = make_env(env_id, kwargs=kwargs)
     try:
         return describe_env(env)._replace(reward_terms=env_reward_terms(env))
     finally:

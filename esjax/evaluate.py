@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         from esjax.state import load_run
 
         run = load_run(args.run_dir, args.checkpoint)
-        env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None)
+        env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None,
+                       kwargs=run.cfg.env_kwargs)  # fmt: skip
     except ConfigError as e:
         parser.fail(str(e))
     cfg, step = run.cfg, run.step

@@ -84,12 +84,12 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
     """(``cfg`` with every derived value filled in, the policy it trains). ``info``
     defaults to the env's (made once here), ``memory`` to ``available_memory()``;
     ConfigError (one line) for what cannot run."""
-    info = info or env_info(cfg.env)
+    info = info or env_info(cfg.env, cfg.env_kwargs)
     if cfg.train_reward:
         from esjax.train_reward import check_train_reward, parse_train_reward
 
         if not info.reward_terms:
-            info = env_info(cfg.env)
+            info = env_info(cfg.env, cfg.env_kwargs)
         check_train_reward(parse_train_reward(cfg.train_reward), cfg.env, info.reward_terms)
     spec = policy_spec(cfg, info)
     check_noise_table(cfg, spec.num_params, available_memory() if memory is None else memory)
@@ -102,7 +102,7 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
             cfg.workers,
             eval_episodes=cfg.eval_episodes if cfg.eval_every else 0,
             eval_prob=cfg.eval_prob,
-            step_seconds=step_seconds(cfg.env),
+            step_seconds=step_seconds(cfg.env, kwargs=cfg.env_kwargs),
         )
         cfg = dataclasses.replace(cfg, envs_per_worker=k)
     check_memory(cfg, spec, available_memory() if memory is None else memory)
@@ -154,7 +154,8 @@ def worker_config(cfg: Config, spec: PolicySpec) -> WorkerConfig:
     return WorkerConfig(env_id=cfg.env, spec=spec, noise_size=cfg.noise_table_size,
                         noise_stdev=cfg.noise_stdev, ac_noise_std=cfg.ac_noise_std,
                         envs_per_worker=cfg.envs_per_worker,
-                        train_reward=parse_train_reward(cfg.train_reward))  # fmt: skip
+                        train_reward=parse_train_reward(cfg.train_reward),
+                        env_kwargs=cfg.env_kwargs)  # fmt: skip
 
 
 def make_pool(cfg: Config, spec: PolicySpec, log: Callable[[str], None] = print) -> WorkerPool:

@@ -20,7 +20,7 @@ def create_run_dir(parent: Path, env_id: str) -> Path:
         raise ConfigError(f"--run-dir {parent} is a file: give a folder path")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
-        path = parent / (f"{stamp}_{env_id}" + (f"_{i}" if i else ""))
+        path = parent / (f"{stamp}_{env_id.replace(':', '_')}" + (f"_{i}" if i else ""))
         try:
             path.mkdir(parents=True)
             return path

@@ -210,7 +210,7 @@ def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = No
     from esjax.checkpoint import CheckpointStore
 
     cfg = cfg or load_run_config(run_dir)
-    info = info or env_info(cfg.env)
+    info = info or env_info(cfg.env, cfg.env_kwargs)
     spec = policy_spec(cfg, info)
     store = CheckpointStore(run_dir, read_only=True)
     try:

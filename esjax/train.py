@@ -107,6 +107,11 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             kw.update(type=_hidden_dims, nargs="+", metavar="{N,linear}")
         elif f.name == "logger":
             kw.update(nargs="+", choices=(*TRACKERS, "none"))
+        elif f.name == "env_kwargs":  # repeatable: --env-kwarg KEY=VALUE
+            flag = "--env-kwarg"
+            kw.update(action="append", metavar="KEY=VALUE")
+            if not suppress_defaults:
+                kw["default"] = None
         elif f.name == "envs_per_worker":
             kw.update(type=_envs_per_worker, metavar="{auto,N}")
             if not suppress_defaults:
@@ -242,7 +247,7 @@ def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
     from esjax.trackers import check_trackers
     from esjax.trainer import Trainer
 
-    info = env_info(cfg.env)
+    info = env_info(cfg.env, cfg.env_kwargs)
     resolved, spec = resolve_config(cfg, info)
     if resolved.envs_per_worker != cfg.envs_per_worker:
         print(f"envs per worker: auto -> {resolved.envs_per_worker}", flush=True)

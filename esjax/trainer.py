@@ -59,7 +59,9 @@ class Trainer:
             raise ValueError("Trainer needs a resolved Config: use Trainer.from_config, or "
                              "esjax.resolve.resolve_config first")  # fmt: skip
         self.cfg, self.log, self.on_collected = cfg, log, on_collected
-        self.info = info or env_info(cfg.env)  # (a caller that made the env passes it)
+        self.info = info or env_info(
+            cfg.env, cfg.env_kwargs
+        )  # (a caller that made the env passes it)
         self.spec = policy_spec(cfg, self.info)
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
@@ -84,7 +86,7 @@ class Trainer:
     @classmethod
     def from_config(cls, cfg: Config, **kwargs) -> Trainer:
         """A trainer for ``cfg`` with its derived values resolved (logged when auto)."""
-        info = env_info(cfg.env)
+        info = env_info(cfg.env, cfg.env_kwargs)
         resolved, _ = resolve_config(cfg, info)
         if resolved.envs_per_worker != cfg.envs_per_worker:
             kwargs.get("log", print)(f"envs per worker: auto -> {resolved.envs_per_worker}")

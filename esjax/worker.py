@@ -58,13 +58,14 @@ class WorkerConfig(NamedTuple):
     envs_per_worker: int
     record_actions: bool = False  # each result carries its actions (benchmarks/replay.py)
     train_reward: tuple = ()  # --train-reward, parsed (esjax.train_reward); (): stock only
+    env_kwargs: tuple[str, ...] = ()  # --env-kwarg items, for gymnasium.make
 
 
 def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
     """A worker's runner: ``cfg.envs_per_worker`` envs over the noise table ``table``."""
     from esjax.envs import make_env
 
-    envs = [make_env(cfg.env_id) for _ in range(cfg.envs_per_worker)]
+    envs = [make_env(cfg.env_id, kwargs=cfg.env_kwargs) for _ in range(cfg.envs_per_worker)]
     return EpisodeRunner(cfg.spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std,
                          record_actions=cfg.record_actions,
                          train_reward=cfg.train_reward)  # fmt: skip
