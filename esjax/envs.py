@@ -160,8 +160,10 @@ def make_env(env_id: str, render_mode: str | None = None, kwargs: tuple[str, ...
         except TypeError as e:
             bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
             if extra and bad:
-                raise ConfigError(f"--env-kwarg {bad.group(1)}: {env_id} takes no such "
-                                  "keyword: check its constructor's arguments") from None  # fmt: skip
+                raise ConfigError(
+                    f"--env-kwarg {bad.group(1)}: {env_id} takes no such keyword: check its "
+                    "constructor's arguments"
+                ) from None
             raise ConfigError(f"could not create environment {env_id!r}: {e}") from e
         except Exception as e:  # a broken third-party env: report it in one line
             missing = isinstance(e, gym.error.DependencyNotInstalled) or (
