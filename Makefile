@@ -8,12 +8,12 @@ PRESET    ?= AntBulletEnv-v0
 TIMESTEPS ?= 3000000
 ARGS      ?=
 
-.PHONY: setup lock train test test-fast bench reproduce lint format clean
+.PHONY: setup lock train test test-fast docs bench reproduce lint format clean
 
-EXTRAS := .[dev,mujoco,ray,export,tracking]
+EXTRAS := .[dev,mujoco,ray,export,tracking,docs]
 
 # constraints.txt pins every installed version (results depend on jax, numpy, mujoco,
-# pybullet...: README, "Reproducibility"); `make lock` moves the pins to the newest releases.
+# pybullet...: docs/reproducibility.md); `make lock` moves the pins to the newest releases.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ lock:
 train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
-# The whole suite, every tier (tests/conftest.py; times in the README): the unit tier on
+# The whole suite, every tier (tests/conftest.py; times in docs/development.md): the unit tier on
 # 2 processes; integration and ray side by side, each one test at a time (their tests wait
 # on processes, signals and nodes more than they compute; never two Ray clusters at once),
 # ray's output printed after integration's; slow on 2 processes (its figures are not checked).
@@ -51,6 +51,11 @@ test: setup
 	wait $$ray; ray=$$?; echo "--- ray tier ---"; cat $(RAY_LOG); \
 	exit $$(( integration || ray ))
 	$(PY) -m pytest -q -m slow -n 2
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# The docs site (docs/, mkdocs.yml) into site/, warnings as errors (make test builds it too).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The unit tier: no subprocess, no worker process (under a minute).
 test-fast: setup

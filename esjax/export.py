@@ -76,7 +76,7 @@ def to_onnx(p: PortablePolicy):
 
 
 def npz_arrays(p: PortablePolicy) -> dict[str, np.ndarray]:
-    """The arrays of the npz format (README: "A policy without esjax" loads them)."""
+    """The arrays of the npz format (docs/runs.md: "A policy without esjax" loads them)."""
     arrays = {
         "env": np.array(p.env), "checkpoint": np.array(p.checkpoint),
         "num_layers": np.array(len(p.layers)), "nonlin": np.array(p.nonlin),
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run directory written by esjax.train")
     p.add_argument("--format", choices=FORMATS, default="onnx",
                    help="onnx (for onnxruntime and any ONNX runtime) or npz (plain NumPy "
-                   "arrays; the README shows a 20-line loader)")  # fmt: skip
+                   "arrays; docs/runs.md shows a 20-line loader)")  # fmt: skip
     p.add_argument("--checkpoint", default="best", help="best, latest or a generation number")
     p.add_argument("--out", type=Path, default=None,
                    help="file to write (default RUN_DIR/policy_CHECKPOINT.FORMAT)")  # fmt: skip

@@ -38,7 +38,7 @@ def git_commit(repo: Path = REPO) -> str:
         return "unknown"
 
 
-# What a run's bits depend on besides its config (README, "Reproducibility"): the
+# What a run's bits depend on besides its config (docs/reproducibility.md): the
 # architecture, XLA's CPU cap (the update) and these packages' versions (the update, the
 # workers' NumPy, the simulators). The CPU model is recorded but does not change results.
 RESULT_PACKAGES = ("jax", "jaxlib", "numpy", "optax", "gymnasium", "mujoco", "pybullet")

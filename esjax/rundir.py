@@ -133,7 +133,7 @@ def record_machine(run_dir: Path, generation: int) -> str | None:
         elif last.get("cpu") != mine["cpu"]:
             line = (
                 f"note: resuming on another CPU ({last.get('cpu')} -> {mine['cpu']}): "
-                "results stay bit-identical across x86-64 CPUs (README, Reproducibility)"
+                "results stay bit-identical across x86-64 CPUs (docs/reproducibility.md)"
             )
     text = json.dumps([*history, mine], indent=1, allow_nan=False) + "\n"
     write_atomically(path, lambda t: t.write_text(text),

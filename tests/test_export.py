@@ -45,8 +45,8 @@ def runs(tmp_path_factory):
 
 
 def readme_npz_loader():
-    """The README's npz loader, run as a user would paste it."""
-    text = (REPO / "README.md").read_text()
+    """The docs' npz loader (docs/runs.md), run as a user would paste it."""
+    text = (REPO / "docs" / "runs.md").read_text()
     code = re.search(r"<!-- npz-loader -->\n```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 25  # "a 20-line NumPy loader"
     scope: dict = {}

@@ -37,6 +37,7 @@ from esjax.core.obstat import (
     obstat_merge,
 )
 from esjax.core.pgpe import PGPEState, make_pgpe, pgpe_gradients
+from esjax.core.reduce import ordered_mean, ordered_norm, ordered_sum
 
 __all__ = [
     "ClipUpState",
@@ -46,6 +47,9 @@ __all__ = [
     "clipup",
     "make_ars",
     "make_pgpe",
+    "ordered_mean",
+    "ordered_norm",
+    "ordered_sum",
     "pgpe_gradients",
     "top_directions_mask",
     "ObStat",

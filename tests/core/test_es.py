@@ -104,7 +104,7 @@ def test_unmirrored_and_ask_candidates(table):
 
 
 def test_es_optimizes_a_toy_objective(table):
-    """The README's functional example: maximize -|x - 3|^2 in 5 dimensions."""
+    """The docs' functional example (docs/api.md): maximize -|x - 3|^2 in 5 dimensions."""
     es = make_es(DIM, make_optimizer("adam", 0.1, weight_decay=False), noise_stdev=0.1)
     state = es.init(jnp.zeros(DIM))
     key = jax.random.PRNGKey(0)
