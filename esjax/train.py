@@ -127,10 +127,11 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 def resume_config(run_dir: Path, given: dict) -> Config:
     """The saved run's Config with the allowed overrides in ``given`` applied."""
     saved = load_run_config(run_dir)
-    changed = {k: v for k, v in given.items() if getattr(saved, k) != v}
+    same = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    changed = {k: given[k] for k, v in same.items() if getattr(saved, k) != v}
     refused = sorted(set(changed) - set(RESUMABLE_OVERRIDES))
     if refused:
-        flag = "--" + refused[0].replace("_", "-")
+        flag = "--env-kwarg" if refused[0] == "env_kwargs" else "--" + refused[0].replace("_", "-")
         has = getattr(saved, refused[0])
         if refused[0] == "hidden_dims":  # as the flag is spelled
             has = " ".join(map(str, has)) or "linear"

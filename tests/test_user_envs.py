@@ -76,3 +76,17 @@ def test_a_user_env_trains_on_the_ray_backend(tmp_path):
                 "--max-generations", "2", "--run-dir", "runs", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert {float(r["GenLenMean"]) for r in read_log(only_run_dir(tmp_path))} == {30.0}
+
+
+def test_resume_accepts_the_same_env_kwargs_and_refuses_others(tmp_path):
+    from tests.helpers import main_inline
+
+    args = ["--env", "Pendulum-v1", "--env-kwarg", "g=9.0", "--preset", "none",
+            "--noise-table-size", "2000000", "--hidden-dims", "4", "--population-size", "4",
+            "--timesteps-per-gen", "50", "--eval-every", "0"]  # fmt: skip
+    main_inline(*args, "--max-generations", "1", cwd=tmp_path)
+    run = str(only_run_dir(tmp_path))
+    main_inline("--resume", run, "--env-kwarg", "g=9.0", "--max-generations", "2", cwd=tmp_path)
+    other = main_inline("--resume", run, "--env-kwarg", "g=3.0", "--max-generations", "3",
+                        cwd=tmp_path, check=False)  # fmt: skip
+    assert other.returncode == 2 and "cannot change --env-kwarg when" in other.stderr
