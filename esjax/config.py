@@ -57,7 +57,8 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, argparse.SUPPRESS) or "default" in text.lower():
+        empty = action.default in (None, argparse.SUPPRESS) or action.default == []
+        if empty or "default" in text.lower():
             return text
         return super()._get_help_string(action)
 

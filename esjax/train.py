@@ -111,7 +111,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             flag = "--env-kwarg"
             kw.update(action="append", metavar="KEY=VALUE")
             if not suppress_defaults:
-                kw["default"] = None
+                kw["default"] = []  # argparse appends to a copy
         elif f.name == "envs_per_worker":
             kw.update(type=_envs_per_worker, metavar="{auto,N}")
             if not suppress_defaults:
