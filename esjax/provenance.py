@@ -27,7 +27,10 @@ def machine() -> str:
 
 def git_commit(repo: Path = REPO) -> str:
     """The checkout's short commit, with '+dirty' when tracked files have changes;
-    'unknown' outside a git checkout."""
+    an installed wheel's BUILD_COMMIT (the commit it was built from); else 'unknown'."""
+    built = Path(__file__).resolve().parent / "BUILD_COMMIT"  # written into a wheel only
+    if built.is_file():
+        return built.read_text().strip()
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
