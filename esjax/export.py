@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="onnx",
                    help="onnx (for onnxruntime and any ONNX runtime) or npz (plain NumPy "
                    "arrays; docs/runs.md shows a 20-line loader)")  # fmt: skip
-    p.add_argument("--checkpoint", default="best", help="best, latest or a generation number")
+    p.add_argument("--checkpoint", default=None,
+                   help="best, latest or a generation number (default: best, or latest for "
+                   "a run that has no evaluation)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="file to write (default RUN_DIR/policy_CHECKPOINT.FORMAT)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -126,7 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        policy = portable_policy(args.run_dir, args.checkpoint)
+        if args.checkpoint is None:
+            args.checkpoint = "best"
+            try:
+                policy = portable_policy(args.run_dir, "best")
+            except ConfigError as e:
+                if "no best checkpoint" not in str(e):
+                    raise
+                args.checkpoint = "latest"  # a run without evaluations has no best
+                policy = portable_policy(args.run_dir, "latest")
+        else:
+            policy = portable_policy(args.run_dir, args.checkpoint)
     except ConfigError as e:
         parser.fail(str(e))
     out = args.out or args.run_dir / f"policy_{args.checkpoint}.{args.format}"

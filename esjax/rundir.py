@@ -50,9 +50,8 @@ def truncate_log(path: Path, generations: int) -> None:
 
     keep = lines[:1] + [ln for ln in lines[1:] if complete_and_before(ln)]
     if len(keep) != len(lines):
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_text("".join(keep))
-        os.replace(tmp, path)
+        write_atomically(path, lambda t: t.write_text("".join(keep)),
+                         "make the run directory writable")  # fmt: skip
 
 
 _WRITE_FIXES = {

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
+from esjax.rundir import write_atomically
 
 BOOTSTRAP_RESAMPLES = 10_000
 # Flags esjax.seeds sets for each seed itself.
@@ -228,10 +229,9 @@ class SeedsStore:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
         data = {"flags": self.flags, "runs": {str(k): v for k, v in sorted(self.runs.items())}}
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        text = json.dumps(data, indent=1) + "\n"
+        write_atomically(self.path, lambda t: t.write_text(text))
 
 
 def run_seeds(flags: list[str], seeds: list[int], out: Path, parallel: int = 1,

@@ -117,3 +117,16 @@ def test_unwritable_outputs_fail_in_one_line_before_work_and_leave_no_tmp(tmp_pa
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_export_of_a_run_without_evaluations_takes_the_latest(tmp_path):
+    from tests.helpers import main_inline, only_run_dir
+
+    main_inline("--env", "InvertedPendulumBulletEnv-v0", "--preset", "none",
+                "--noise-table-size", "2000000", "--hidden-dims", "4", "--population-size", "4",
+                "--timesteps-per-gen", "50", "--eval-every", "0", "--max-generations", "1",
+                cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    proc = run_module("esjax.export", str(run), "--format", "npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "(latest)" in proc.stdout and (run / "policy_latest.npz").is_file()
