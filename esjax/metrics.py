@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,8 @@ class ProgressDisplay:
     the lines are still printed, the bar is not)."""
 
     def __init__(self, total: int, unit: str, initial: int = 0):
-        self.unit = unit
+        self.unit, self.total, self.initial = unit, total, initial
+        self.started = time.monotonic()
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -164,10 +166,21 @@ class ProgressDisplay:
         )
 
     def __call__(self, row: dict[str, Any]) -> None:
-        self.bar.write(format_generation(row), file=sys.stdout)
-        sys.stdout.flush()  # one line per generation, promptly, also into a log file
         done = row["TimestepsSoFar"] if self.unit == "steps" else row["Generation"] + 1
+        line = format_generation(row) + self.time_left(done)
+        self.bar.write(line, file=sys.stdout)
+        sys.stdout.flush()  # one line per generation, promptly, also into a log file
         self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
+
+    def time_left(self, done: int) -> str:
+        """' | ~12 min left': the rest of the budget at this session's pace so far."""
+        progress, elapsed = done - self.initial, time.monotonic() - self.started
+        if progress <= 0 or not self.total or done >= self.total:
+            return ""
+        left = (self.total - done) * elapsed / progress
+        if left >= 5400:
+            return f" | ~{left / 3600:.1f} h left"
+        return f" | ~{left / 60:.0f} min left" if left >= 120 else f" | ~{left:.0f} s left"
 
     def close(self) -> None:
         self.bar.close()

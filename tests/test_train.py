@@ -233,3 +233,17 @@ def test_resume_messages_a_user_can_act_on(tmp_path):
     (run / "log.csv").unlink()
     resumed = main_inline("--resume", str(run), "--max-generations", "3", cwd=tmp_path)
     assert "log.csv is missing: the log starts again at generation 2" in resumed.stdout
+
+
+def test_each_progress_line_says_the_time_left_at_the_pace_so_far(monkeypatch):
+    from esjax import metrics
+
+    clock = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    display = metrics.ProgressDisplay(1_000_000, "steps", initial=200_000)
+    clock[0] += 600.0  # 10 minutes for 100,000 steps: 700,000 more take 70 minutes
+    assert display.time_left(300_000) == " | ~70 min left"
+    clock[0] += 6000.0
+    assert display.time_left(400_000) == " | ~1.9 h left"
+    assert display.time_left(1_000_000) == ""
+    display.close()
