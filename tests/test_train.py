@@ -244,6 +244,6 @@ def test_each_progress_line_says_the_time_left_at_the_pace_so_far(monkeypatch):
     clock[0] += 600.0  # 10 minutes for 100,000 steps: 700,000 more take 70 minutes
     assert display.time_left(300_000) == " | ~70 min left"
     clock[0] += 6000.0
-    assert display.time_left(400_000) == " | ~1.9 h left"
+    assert display.time_left(400_000) == " | ~5.5 h left"  # 600,000 at 6,600 s per 200,000
     assert display.time_left(1_000_000) == ""
     display.close()
