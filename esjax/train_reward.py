@@ -102,36 +102,34 @@ def check_train_reward(reward: TrainReward, env_id: str, terms: tuple[str, ...])
 def step_reward_fn(reward: TrainReward, env) -> Callable[[dict, np.ndarray], float] | None:
     """``fn(info, action)`` -> the training reward of the step ``env`` (its stepping
     env, below the checking wrappers) just took with ``action``; None for () (the stock
-    reward: the caller uses the env's own). Terms are added in ``reward``'s order."""
+    reward: the caller uses the env's own). Added in this order: ``constant``, the env's
+    terms as ``reward`` names them, ``action_sq``."""
     if not reward:
         return None
     unwrapped = env.unwrapped
-    walker = _is_pybullet_walker(env)
-    index = {t: i for i, t in enumerate(PYBULLET_TERMS)}
     constant = sum(w for name, w in reward if name == "constant")
     action_sq = sum(w for name, w in reward if name == "action_sq")
     own = [(name, w) for name, w in reward if name not in ANY_ENV_TERMS]
-    if walker:
+    if _is_pybullet_walker(env):  # the terms the env keeps after each step
+        index = {t: i for i, t in enumerate(PYBULLET_TERMS)}
         picks = [(index[name], w) for name, w in own]
 
-        def fn(info: dict, action: np.ndarray) -> float:
-            terms = unwrapped.rewards
-            total = constant
-            for i, w in picks:
-                total += w * float(terms[i])
-            if action_sq:
-                total += action_sq * float(np.mean(np.square(action, dtype=np.float64)))
-            return total
+        def terms_of(info):
+            return unwrapped.rewards
 
-    else:
-        keys = [(INFO_PREFIX + name, w) for name, w in own]
+    else:  # MuJoCo v5: the reward parts in info
+        picks = [(INFO_PREFIX + name, w) for name, w in own]
 
-        def fn(info: dict, action: np.ndarray) -> float:
-            total = constant
-            for key, w in keys:
-                total += w * float(info[key])
-            if action_sq:
-                total += action_sq * float(np.mean(np.square(action, dtype=np.float64)))
-            return total
+        def terms_of(info):
+            return info
+
+    def fn(info: dict, action: np.ndarray) -> float:
+        terms = terms_of(info)
+        total = constant
+        for key, w in picks:
+            total += w * float(terms[key])
+        if action_sq:
+            total += action_sq * float(np.mean(np.square(action, dtype=np.float64)))
+        return total
 
     return fn
