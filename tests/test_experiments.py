@@ -34,6 +34,10 @@ def test_every_shipped_preset_was_measured_on_its_own_env():
         data = json.loads((results / name).read_text())
         measured |= {r["env"] for r in (data["runs"] if isinstance(data, dict) else data)}
     measured |= set(json.loads((results / "presets_runs.json").read_text()))
+    for summary in (results / "pybullet").glob("*/summary.json"):  # esjax.seeds summaries
+        env = summary.parent.name
+        if all(s["run_dir"].endswith(f"_{env}") for s in json.loads(summary.read_text())["seeds"]):
+            measured.add(env)
     for name in preset_names():
         assert load_preset(name)["env"] in measured, f"{name}: no measured run"
     paper = {"HalfCheetah", "Hopper", "InvertedDoublePendulum", "InvertedPendulum",
