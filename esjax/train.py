@@ -289,7 +289,15 @@ def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
     return trainer, run_dir, lock
 
 
-REPEAT_GRACE_S = 2.0  # signals this soon after the first are the same stop request
+REPEAT_GRACE_S = 1.0  # signals this soon after the first are the same stop request
+
+
+def quits_at_once(signum: int, since_first_s: float) -> bool:
+    """Whether a signal received ``since_first_s`` seconds after the one that began an
+    orderly stop ends the process at once: only a Ctrl-C (SIGINT) after REPEAT_GRACE_S.
+    A signal to the whole process group, or forwarded by make or a shell, arrives within
+    milliseconds of the first; Slurm and systemd repeat SIGTERM: those keep stopping."""
+    return signum == signal.SIGINT and since_first_s > REPEAT_GRACE_S
 
 
 def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
@@ -316,7 +324,7 @@ def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
             # make or a shell as well, Slurm and systemd repeat SIGTERM): keep stopping.
             # Only a deliberate second Ctrl-C quits at once (checkpoints and log stay
             # consistent).
-            if signum == signal.SIGINT and time.monotonic() - first_at[0] > REPEAT_GRACE_S:
+            if quits_at_once(signum, time.monotonic() - first_at[0]):
                 trainer.pool.kill_now()
                 os._exit(128 + signum)
             return

@@ -247,3 +247,14 @@ def test_each_progress_line_says_the_time_left_at_the_pace_so_far(monkeypatch):
     assert display.time_left(400_000) == " | ~5.5 h left"  # 600,000 at 6,600 s per 200,000
     assert display.time_left(1_000_000) == ""
     display.close()
+
+
+def test_only_a_deliberate_later_ctrl_c_quits_at_once():
+    import signal
+
+    from esjax.train import REPEAT_GRACE_S, quits_at_once
+
+    assert not quits_at_once(signal.SIGINT, 0.001)  # a double tap, or the group's copy
+    assert not quits_at_once(signal.SIGTERM, 0.001)
+    assert not quits_at_once(signal.SIGTERM, 30.0)  # Slurm / systemd repeating SIGTERM
+    assert quits_at_once(signal.SIGINT, REPEAT_GRACE_S + 0.1)
