@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -334,12 +335,18 @@ _KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number",
           "str": "a string"}  # fmt: skip
 
 
+@functools.cache
+def _field_types() -> dict[str, str]:
+    """Option name -> its annotation (as text), computed once."""
+    return {f.name: f.type for f in dataclasses.fields(Config)}
+
+
 def field_type_problem(name: str, value: Any) -> str | None:
     """One line if ``value`` is not of option ``name``'s type (presets, config.json and
     the Python API give values as they are: a string "false" is not false); None if it is."""
     import numbers
 
-    ftype = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+    ftype = _field_types()[name]
     base = ftype.replace(" | None", "")
     if value is None and base != ftype:
         return None
