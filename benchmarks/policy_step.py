@@ -29,8 +29,8 @@ def _policy_worker(env_id: str, backend: str, k: int, seconds: float, out) -> No
 
     import numpy as np
 
-    from esjax.envs import env_info, make_env
-    from esjax.policy import PolicySpec, policy_apply, policy_apply_np, unravel
+    from esjax.core.policy import PolicySpec, policy_apply, policy_apply_np, unravel
+    from esjax.rollout.envs import env_info, make_env
 
     info = env_info(env_id)
     spec = PolicySpec(info.ob_dim, info.ac_dim, (256, 256), "tanh", info.ac_low, info.ac_high)

@@ -42,9 +42,9 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
     settings ``python -m esjax.train --env ENV FLAGS`` uses, actions recorded: its log
     rows, and per used episode its generation, seed, whether it was an evaluation, its
     actions and the seconds it cost the worker (env, inference, glue)."""
-    from esjax.envs import env_info
-    from esjax.pool import LocalPool
-    from esjax.resolve import resolve_config, worker_config
+    from esjax.rollout.envs import env_info
+    from esjax.rollout.local import LocalPool
+    from esjax.run.resolve import resolve_config, worker_config
     from esjax.train import parse
     from esjax.trainer import Trainer
 
@@ -99,7 +99,7 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
 def _replay_worker(env_id: str, path: str, out) -> None:
     """Replay the episodes in ``path`` (seeds, lengths, actions) on the bare simulator;
     put (path, seconds per episode) on ``out``."""
-    from esjax.envs import make_env
+    from esjax.rollout.envs import make_env
 
     data = np.load(path)
     seeds, lengths, actions = data["seeds"], data["lengths"], data["actions"]

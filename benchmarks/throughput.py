@@ -25,7 +25,7 @@ RAW_ACTIONS = ("zero", "random")
 def _raw_worker(env_id: str, seconds: float, actions: str, out) -> None:
     import numpy as np
 
-    from esjax.envs import make_env
+    from esjax.rollout.envs import make_env
 
     env = make_env(env_id)
     space = env.action_space

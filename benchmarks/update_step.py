@@ -46,7 +46,7 @@ def bench_update(table: np.ndarray, population: int, dim: int, repeats: int = 3)
     import jax.numpy as jnp
 
     from esjax.core.es import make_es
-    from esjax.optim import make_optimizer
+    from esjax.core.optim import make_optimizer
 
     rng = np.random.default_rng(0)
     n = population // 2  # mirrored: population episodes = n noise vectors

@@ -15,21 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esjax.core.fitness import RETURN_PROC_MODES
-from esjax.optim import OPTIMIZERS
-from esjax.policy import NONLINEARITIES
-from esjax.strategy_options import (
+from esjax.core.strategies import (
     ALGOS,
     strategy_problems,
     strategy_values,
 )
+from esjax.errors import ConfigError
 
+# Choice lists, as data (tests/test_config_cli.py checks them against the implementations:
+# esjax.core.fitness, esjax.core.optim, esjax.core.policy, esjax.run.trackers).
+RETURN_PROC_MODES = ("centered_rank", "sign", "centered_sign_rank")
+OPTIMIZERS = ("adam", "sgd", "clipup")
+NONLINEARITIES = ("tanh", "relu", "lrelu", "elu")
 BACKENDS = ("local", "ray", "inline")
-TRACKERS = ("tensorboard", "wandb")  # esjax.trackers
-
-
-class ConfigError(ValueError):
-    """A user-caused configuration problem; its message is one line naming problem and fix."""
+TRACKERS = ("tensorboard", "wandb")  # esjax.run.trackers
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -163,7 +162,7 @@ class Config:
         "Environments each worker steps in lockstep (one policy call for all); 'auto' "
         "picks one wave of a generation's episodes (evaluations included) per worker, no "
         "more than share the policy call well for the env's step time, and few enough that "
-        "the slots' perturbed weights stay cache-sized (esjax.resolve.auto_envs_per_worker). "
+        "the slots' perturbed weights stay cache-sized (esjax.run.resolve.auto_envs_per_worker). "
         "Results do not depend on it.",
     )
     learning_rate: float | None = _opt(
@@ -250,7 +249,7 @@ class Config:
         "256 256 Humanoid network suits populations of thousands of episodes), or 'linear' "
         "for a linear policy (no hidden layer, starting from zero, as ARS).",
     )
-    nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=tuple(NONLINEARITIES))
+    nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=NONLINEARITIES)
     ac_noise_std: float = _opt(0.01, "Gaussian action noise in training episodes (not eval).")
     ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
     optimizer: str | None = _opt(
@@ -458,7 +457,7 @@ def _problems(c: Config):
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
-    from esjax.train_reward import parse_train_reward
+    from esjax.rollout.train_reward import parse_train_reward
 
     try:
         parse_train_reward(c.train_reward)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
+from esjax.config import DefaultsFormatter, OneLineParser
+from esjax.errors import ConfigError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -33,8 +34,8 @@ def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, fr
     """Returns and lengths of noiseless episodes; appends rendered frames to ``frames``."""
     from tqdm import tqdm
 
-    from esjax.policy import unravel
-    from esjax.worker import act
+    from esjax.core.policy import unravel
+    from esjax.rollout.worker import act
 
     # The workers' own observation -> action path, so returns match what training measured.
     params = unravel(spec, np.asarray(theta, np.float32))
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.fail(f"--video {args.video}: cannot write in {args.video.parent} "
                         f"({e.strerror}): choose another location")  # fmt: skip
     try:
-        from esjax.envs import make_env
-        from esjax.state import load_run
+        from esjax.rollout.envs import make_env
+        from esjax.run.state import load_run
 
         run = load_run(args.run_dir, args.checkpoint)
         env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None,

@@ -1,5 +1,5 @@
 """``python -m esjax.export RUN_DIR --format onnx|npz``: a run's policy as one file for
-code without esjax; it computes what ``esjax.load_policy`` does (``esjax.portable``)."""
+code without esjax; it computes what ``esjax.load_policy`` does (``esjax.run.portable``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
-from esjax.portable import Policy, PortablePolicy, portable_policy
-from esjax.rundir import write_atomically
+from esjax.config import DefaultsFormatter, OneLineParser
+from esjax.errors import ConfigError
+from esjax.run.portable import Policy, PortablePolicy, portable_policy
+from esjax.run.rundir import write_atomically
 
 FORMATS = ("onnx", "npz")
 ONNX_OPSET = 17

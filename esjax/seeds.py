@@ -41,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import ConfigError, DefaultsFormatter, OneLineParser
-from esjax.rundir import write_atomically
+from esjax.config import DefaultsFormatter, OneLineParser
+from esjax.errors import ConfigError
+from esjax.run.rundir import write_atomically
 
 BOOTSTRAP_RESAMPLES = 10_000
 # Flags esjax.seeds sets for each seed itself.
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parallel < 0:
         parser.fail(f"--parallel must be >= 0 (got {args.parallel})")
     try:
-        from esjax.envs import check_env_id
+        from esjax.rollout.envs import check_env_id
 
         cfg, _, settings = parse([*flags, "--seed", str(args.seeds[0])])
         check_env_id(cfg.env)

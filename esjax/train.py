@@ -18,14 +18,14 @@ from esjax.config import (
     RESUMABLE_OVERRIDES,
     TRACKERS,
     Config,
-    ConfigError,
     DefaultsFormatter,
     OneLineParser,
     envs_per_worker_arg,
     hidden_dims_arg,
     load_run_config,
 )
-from esjax.rundir import (
+from esjax.errors import ConfigError
+from esjax.run.rundir import (
     RunLock,
     check_free_space,
     create_run_dir,
@@ -182,7 +182,7 @@ def run(cfg: Config, resume: Path | None, on_bad_input=None, settings: str | Non
     and signal handling; the exit code. ``on_bad_input(message)`` is called (and must
     raise) for a ConfigError found while starting: nothing is written then. ``settings``:
     the first line printed (where the options come from; by default from ``cfg``)."""
-    from esjax.dispatch import WorkerError
+    from esjax.errors import WorkerError
     from esjax.presets import settings_line
 
     def bad_input(message: str) -> int:
@@ -226,7 +226,7 @@ def _start(cfg: Config, resume: Path | None):
     resolve the config, check the budget and the disk, start the workers, then create
     the run directory (locked, with its config.json). Whatever fails leaves nothing
     behind: no directory, no processes, no lock held."""
-    from esjax.envs import check_env_id
+    from esjax.rollout.envs import check_env_id
 
     check_env_id(cfg.env)
     lock = RunLock(resume) if resume else None  # before anything reads or writes the run
@@ -241,11 +241,11 @@ def _start(cfg: Config, resume: Path | None):
 
 def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
     """``_start`` once a resumed run is locked (``lock``); a new run is locked here."""
-    from esjax.checkpoint import checkpoint_bytes
-    from esjax.envs import env_info
-    from esjax.resolve import resolve_config
-    from esjax.state import load_run
-    from esjax.trackers import check_trackers
+    from esjax.rollout.envs import env_info
+    from esjax.run.checkpoint import checkpoint_bytes
+    from esjax.run.resolve import resolve_config
+    from esjax.run.state import load_run
+    from esjax.run.trackers import check_trackers
     from esjax.trainer import Trainer
 
     info = env_info(cfg.env, cfg.env_kwargs)
@@ -305,10 +305,9 @@ def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
     Ctrl-C / SIGTERM stop it after a checkpoint (repeats within REPEAT_GRACE_S, and any
     SIGTERM after the first, are the same request; a later Ctrl-C quits at once). The
     exit code."""
-    from esjax.checkpoint import CheckpointWriteError
-    from esjax.dispatch import NonFiniteError, StopRequested, WorkerError
-    from esjax.metrics import ProgressDisplay
-    from esjax.trackers import Trackers
+    from esjax.errors import CheckpointWriteError, NonFiniteError, StopRequested, WorkerError
+    from esjax.run.metrics import ProgressDisplay
+    from esjax.run.trackers import Trackers
 
     cfg, state = trainer.cfg, trainer.state
     if cfg.max_timesteps:

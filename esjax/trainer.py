@@ -12,21 +12,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from esjax.checkpoint import CheckpointStore, best_step_after
 from esjax.config import Config
 from esjax.core.obstat import ObStat, obstat_mean_std, obstat_merge
-from esjax.dispatch import (
-    Dispatcher,
-    Generation,
-    NonFiniteError,
-    StopRequested,
-    UnitSequence,
-    WorkerError,
-)
-from esjax.envs import EnvInfo, env_info
-from esjax.metrics import CsvLog, log_row, training_returns
-from esjax.resolve import make_pool, resolve_config
-from esjax.state import (
+from esjax.errors import NonFiniteError, StopRequested, WorkerError
+from esjax.rollout.dispatch import Dispatcher, Generation, UnitSequence
+from esjax.rollout.envs import EnvInfo, env_info
+from esjax.rollout.transport import WorkerPool
+from esjax.run.checkpoint import CheckpointStore, best_step_after
+from esjax.run.metrics import CsvLog, log_row, training_returns
+from esjax.run.resolve import make_pool, resolve_config
+from esjax.run.state import (
     LoadedRun,
     RunState,
     build_es,
@@ -37,15 +32,14 @@ from esjax.state import (
     run_keys,
     state_to_tree,
 )
-from esjax.transport import WorkerPool
 
-__all__ = ["StopRequested", "Trainer"]
+__all__ = ["Trainer"]
 
 
 class Trainer:
     """Runs one run: its pool, its state, its log and checkpoints.
 
-    ``cfg`` must be resolved (``esjax.resolve.resolve_config``; ``Trainer.from_config``
+    ``cfg`` must be resolved (``esjax.run.resolve.resolve_config``; ``Trainer.from_config``
     does it); the trainer never changes it. ``pool``: any ``WorkerPool``, started by
     ``start`` (default: ``make_pool`` for ``cfg.backend``). ``on_collected(generation)``
     sees each generation's collected results before the update.
@@ -57,7 +51,7 @@ class Trainer:
                  info: EnvInfo | None = None):  # fmt: skip
         if not cfg.envs_per_worker:
             raise ValueError("Trainer needs a resolved Config: use Trainer.from_config, or "
-                             "esjax.resolve.resolve_config first")  # fmt: skip
+                             "esjax.run.resolve.resolve_config first")  # fmt: skip
         self.cfg, self.log, self.on_collected = cfg, log, on_collected
         self.info = info or env_info(
             cfg.env, cfg.env_kwargs
@@ -162,7 +156,7 @@ class Trainer:
         return not (cfg.max_timesteps and s.timesteps >= cfg.max_timesteps)
 
     def restore(self, run: LoadedRun) -> None:
-        """Continue from a checkpoint read by ``esjax.state.load_run``."""
+        """Continue from a checkpoint read by ``esjax.run.state.load_run``."""
         self.state = run.state
         eval_return, best_eval = run.meta.get("eval_return"), run.meta.get("best_eval")
         self.gen_eval = math.nan if eval_return is None else eval_return

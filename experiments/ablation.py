@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from esjax.config import Config, ConfigError
+from esjax.config import Config
+from esjax.errors import ConfigError
 from esjax.presets import load_preset
 from esjax.trainer import Trainer
 from experiments.harness import (

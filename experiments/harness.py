@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from esjax.provenance import REPO, git_commit, machine
+from esjax.run.provenance import REPO, git_commit, machine
 from esjax.seeds import SeedRun, eval_curve, first_reach, median_reach, run_seeds
 
 __all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git_commit",

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from esjax.config import Config, ConfigError
+from esjax.config import Config
+from esjax.errors import ConfigError
 from esjax.train import build_parser, parse
 
 from .helpers import run_module
@@ -149,3 +150,20 @@ def test_mujoco_id_without_mujoco_installed_names_the_extra(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "HalfCheetah-v5 needs MuJoCo: pip install 'esjax[mujoco]'" in error_line(proc)
     assert not (tmp_path / "runs").exists()
+
+
+def test_choice_lists_match_what_the_core_implements():
+    """The options module holds its choice lists as data; each must name exactly what the
+    implementation accepts (a choice the core lacks would fail only at run time)."""
+    from esjax import config
+    from esjax.core import fitness, optim, policy
+    from esjax.run import trackers
+
+    assert set(config.NONLINEARITIES) == set(policy.NONLINEARITIES) == set(
+        policy.NUMPY_NONLINEARITIES
+    )
+    assert config.RETURN_PROC_MODES == fitness.RETURN_PROC_MODES
+    assert config.OPTIMIZERS == optim.OPTIMIZERS
+    for name in config.OPTIMIZERS:
+        optim.make_optimizer(name, 0.01, momentum=0.9, max_speed=0.02)
+    assert set(config.TRACKERS) == set(trackers._NEEDS)

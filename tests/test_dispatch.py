@@ -13,15 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from esjax.dispatch import (
-    Dispatcher,
-    NonFiniteError,
-    StopRequested,
-    UnitSequence,
-    WorkerDied,
-    WorkerError,
-)
-from esjax.messages import (
+from esjax.errors import NonFiniteError, StopRequested, WorkerDied, WorkerError
+from esjax.rollout.dispatch import Dispatcher, UnitSequence
+from esjax.rollout.messages import (
     Aborted,
     Alive,
     Episode,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from esjax.envs import make_env
+from esjax.rollout.envs import make_env
 
 
 def zero_action_episode(env, seed: int) -> np.ndarray:
@@ -58,7 +58,7 @@ def test_stepping_below_the_checking_wrappers_gives_the_same_episodes(env_id):
     (Pendulum-v1 only ends by its 200-step limit)."""
     if env_id.endswith("-v5"):
         pytest.importorskip("mujoco")
-    from esjax.envs import stepping_env
+    from esjax.rollout.envs import stepping_env
 
     wrapped, bare = make_env(env_id), make_env(env_id)
     inner, limit = stepping_env(bare)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from esjax.config import Config
-from esjax.envs import check_env_id
 from esjax.presets import PRESET_DIR, load_preset, preset_names
+from esjax.rollout.envs import check_env_id
 
 pytestmark = pytest.mark.slow
 

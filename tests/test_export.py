@@ -1,5 +1,5 @@
 """A policy you can take away: ``esjax.load_policy``, and ``esjax.export`` to ONNX and
-npz, each giving the actions the workers give (``esjax.worker.act``, noiseless)."""
+npz, each giving the actions the workers give (``esjax.rollout.worker.act``, noiseless)."""
 
 import re
 import subprocess
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import esjax
-from esjax.policy import unravel
-from esjax.portable import portable_policy
-from esjax.state import load_run
-from esjax.worker import act
+from esjax.core.policy import unravel
+from esjax.rollout.worker import act
+from esjax.run.portable import portable_policy
+from esjax.run.state import load_run
 
 from .helpers import main_inline, only_run_dir, run_module
 
@@ -131,8 +131,8 @@ print(ret)
 
 @pytest.mark.integration
 def test_onnx_policy_runs_an_episode_without_esjax(runs, tmp_path):
-    from esjax.envs import make_env
     from esjax.evaluate import run_episodes
+    from esjax.rollout.envs import make_env
 
     run, out = runs["linear"], tmp_path / "policy.onnx"
     assert run_module("esjax.export", str(run), "--out", str(out)).returncode == 0

@@ -3,9 +3,10 @@ naming the flag, before anything is created (a machine-wide OOM kill otherwise).
 
 import pytest
 
-from esjax.config import Config, ConfigError
-from esjax.envs import env_info
-from esjax.resolve import resolve_config
+from esjax.config import Config
+from esjax.errors import ConfigError
+from esjax.rollout.envs import env_info
+from esjax.run.resolve import resolve_config
 from tests.helpers import main_inline
 
 PENDULUM = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=2_000_000,

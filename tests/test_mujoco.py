@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from esjax.state import load_run
+from esjax.run.state import load_run
 
 from .helpers import only_run_dir, read_log, train
 from .test_envs import zero_action_episode
@@ -51,7 +51,7 @@ def test_mujoco_trains_through_the_cli(hopper_run):
 
 
 def test_mujoco_episode_does_not_depend_on_what_the_env_ran_before():
-    from esjax.envs import make_env
+    from esjax.rollout.envs import make_env
 
     used = make_env("Hopper-v5")
     for seed in range(10):

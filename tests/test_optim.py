@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from esjax.optim import make_optimizer
+from esjax.core.optim import make_optimizer
 
 
 def steps(opt, grads, theta):

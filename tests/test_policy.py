@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from esjax.policy import (
+from esjax.core.policy import (
     NONLINEARITIES,
     NUMPY_NONLINEARITIES,
     PolicySpec,
@@ -12,7 +12,7 @@ from esjax.policy import (
     policy_init,
     unravel,
 )
-from esjax.worker import act
+from esjax.rollout.worker import act
 
 
 def spec(**kw):

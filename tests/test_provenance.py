@@ -3,9 +3,9 @@ Ray node differs in what changes results."""
 
 import json
 
-from esjax.provenance import RESULT_PACKAGES, machine_record, result_differences
-from esjax.ray_pool import machine_mismatch
-from esjax.rundir import record_machine
+from esjax.rollout.ray_pool import machine_mismatch
+from esjax.run.provenance import RESULT_PACKAGES, machine_record, result_differences
+from esjax.run.rundir import record_machine
 
 
 def test_machine_record_names_cpu_versions_and_the_xla_cap():

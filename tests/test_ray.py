@@ -23,10 +23,11 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from esjax.config import Config  # noqa: E402
-from esjax.ray_pool import RayBackendError, RayPool  # noqa: E402
-from esjax.resolve import resolve_config  # noqa: E402
+from esjax.errors import RayBackendError  # noqa: E402
+from esjax.rollout.ray_pool import RayPool  # noqa: E402
+from esjax.rollout.worker import WorkerConfig  # noqa: E402
+from esjax.run.resolve import resolve_config  # noqa: E402
 from esjax.trainer import Trainer  # noqa: E402
-from esjax.worker import WorkerConfig  # noqa: E402
 from tests.golden.record import columns as golden_columns  # noqa: E402
 from tests.golden.record import read_golden, run_case  # noqa: E402
 
@@ -119,7 +120,7 @@ def test_one_table_per_node_built_there_and_checked(cluster):
         assert {s: f["node"] for s, f in facts.items()} == pool.slot_node
         assert len(set(pool.slot_node.values())) == 2
         # The trainer's table is the local pool's, bit for bit.
-        from esjax.pool import SharedNoiseTable
+        from esjax.rollout.local import SharedNoiseTable
 
         local = SharedNoiseTable(cfg.noise_table_size, seed=0)
         try:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from esjax.config import ConfigError
-from esjax.rundir import RunLock
+from esjax.errors import ConfigError
+from esjax.run.rundir import RunLock
 from tests.helpers import TINY, only_run_dir, read_log, train
 
 

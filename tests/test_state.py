@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esjax.checkpoint import CheckpointStore
+from esjax.run.checkpoint import CheckpointStore
 
 from .helpers import TINY, only_run_dir, read_log, run_module
 from .helpers import main_inline as train
@@ -33,7 +33,7 @@ def results(run: Path) -> list[list[str]]:
 
 
 def final_theta(run: Path) -> np.ndarray:
-    from esjax.state import load_run
+    from esjax.run.state import load_run
 
     return np.asarray(load_run(run).state.theta)
 

@@ -5,8 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from esjax.config import Config, ConfigError
-from esjax.state import load_run, state_to_tree
+from esjax.config import Config
+from esjax.errors import ConfigError
+from esjax.run.state import load_run, state_to_tree
 from esjax.trainer import Trainer
 
 # InvertedDoublePendulum-v5: fast MuJoCo steps and episodes of varied length, so the same

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from esjax.checkpoint import CheckpointStore
 from esjax.config import Config
-from esjax.metrics import LOG_FIELDS
+from esjax.run.checkpoint import CheckpointStore
+from esjax.run.metrics import LOG_FIELDS
 
 from .helpers import TINY, only_run_dir, read_log
 from .helpers import main_inline as train
@@ -138,7 +138,7 @@ def test_any_gymnasium_box_env(tmp_path):
 def test_non_finite_update_stops_with_one_line_and_keeps_the_last_finite_theta(tmp_path):
     """A learning rate that overflows float32 makes the first update non-finite: the run
     stops with exit code 1 and the checkpoint holds the last finite θ (generation 0's)."""
-    from esjax.state import load_run
+    from esjax.run.state import load_run
 
     proc = train(*TINY, "--learning-rate", "1e39", "--max-generations", "3", cwd=tmp_path,
                  check=False)  # fmt: skip
@@ -153,8 +153,8 @@ def test_non_finite_update_stops_with_one_line_and_keeps_the_last_finite_theta(t
 
 def _train_until_non_finite(trainer, run_dir, match: str):
     """Train until NonFiniteError (message ``match``); the run's latest checkpoint."""
-    from esjax.dispatch import NonFiniteError
-    from esjax.state import load_run
+    from esjax.errors import NonFiniteError
+    from esjax.run.state import load_run
 
     trainer.start()
     try:
@@ -207,7 +207,7 @@ def test_non_finite_actions_stop_training_and_keep_the_finite_theta(tmp_path):
 def test_too_little_disk_space_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from esjax import rundir
+    from esjax.run import rundir
     from esjax import train as train_cli
 
     real = shutil.disk_usage
@@ -236,7 +236,7 @@ def test_resume_messages_a_user_can_act_on(tmp_path):
 
 
 def test_each_progress_line_says_the_time_left_at_the_pace_so_far(monkeypatch):
-    from esjax import metrics
+    from esjax.run import metrics
 
     clock = [100.0]
     monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esjax.checkpoint import CheckpointStore
 from esjax.config import Config
-from esjax.messages import Finished
+from esjax.rollout.messages import Finished
+from esjax.run.checkpoint import CheckpointStore
 
 from .helpers import TINY, only_run_dir, read_log, train
 
@@ -175,7 +175,8 @@ def test_killed_or_hung_worker_is_replaced_without_lost_or_double_results(tmp_pa
 def test_worker_that_keeps_dying_stops_training():
     """A worker whose every replacement dies at once (a crash loop) ends training with an
     error after a bounded number of restarts, and leaves no process behind."""
-    from esjax.dispatch import Dispatcher, WorkerError
+    from esjax.errors import WorkerError
+    from esjax.rollout.dispatch import Dispatcher
     from esjax.trainer import Trainer
 
     cfg = Config(env="InvertedPendulumBulletEnv-v0", noise_table_size=100_000, hidden_dims=(8,),
@@ -202,10 +203,10 @@ def test_worker_that_keeps_dying_stops_training():
 
 
 def test_worker_exception_surfaces_with_its_traceback(monkeypatch):
-    from esjax.dispatch import WorkerError
-    from esjax.policy import PolicySpec
-    from esjax.pool import LocalPool
-    from esjax.worker import WorkerConfig
+    from esjax.core.policy import PolicySpec
+    from esjax.errors import WorkerError
+    from esjax.rollout.local import LocalPool
+    from esjax.rollout.worker import WorkerConfig
 
     spec = PolicySpec(3, 1, (4,), "tanh", (-2.0,), (2.0,))
     cfg = WorkerConfig("NoSuchEnv-v0", spec, 10, 0.02, 0.0, 1)

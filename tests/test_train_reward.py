@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esjax.config import Config, ConfigError
-from esjax.envs import env_info, make_env
-from esjax.train_reward import (
+from esjax.config import Config
+from esjax.errors import ConfigError
+from esjax.rollout.envs import env_info, make_env
+from esjax.rollout.train_reward import (
     PYBULLET_TERMS,
     check_train_reward,
     format_train_reward,
@@ -135,8 +136,8 @@ def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
 def _hopper_run(envs_per_worker: int, resume_after: int | None = None):
     """Log rows and final θ of a short HopperBulletEnv-v0 run on progress alone, inline
     (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
-    from esjax.checkpoint import CheckpointStore
-    from esjax.state import load_run
+    from esjax.run.checkpoint import CheckpointStore
+    from esjax.run.state import load_run
     from esjax.trainer import Trainer
 
     cfg = Config(env="HopperBulletEnv-v0", seed=2, population_size=6, timesteps_per_gen=600,

@@ -84,8 +84,8 @@ def test_evaluation_episodes_are_noiseless_logged_and_counted_apart():
 
 
 def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_training():
-    from esjax.envs import make_env
     from esjax.evaluate import run_episodes
+    from esjax.rollout.envs import make_env
 
     before, after, gen, row = first_generation(eval_every=1, eval_episodes=4)
     _, after_without, gen_without, row_without = first_generation(eval_every=0)
@@ -137,9 +137,9 @@ def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
 def test_workers_that_keep_failing_end_the_run_after_a_checkpoint(tmp_path):
     """A crash loop (the dispatcher gives up on a worker, or every Ray node is gone) ends
     in WorkerError, and the last completed generation is saved first, ready to resume."""
-    from esjax.checkpoint import CheckpointStore
-    from esjax.dispatch import WorkerError
-    from esjax.resolve import make_pool, resolve_config
+    from esjax.errors import WorkerError
+    from esjax.run.checkpoint import CheckpointStore
+    from esjax.run.resolve import make_pool, resolve_config
 
     class GivingUpPool:
         """The inline pool, until generation 2's first receive: then a crash loop."""
@@ -178,7 +178,7 @@ def test_each_generation_is_logged_and_checkpointed_while_the_next_one_runs(tmp_
     """The workers do not wait on the disk: generation g's log row and checkpoint are
     written once generation g + 1's first episodes are out (the last generation's after
     it); every row and checkpoint is there at the end, and the update compiled once."""
-    from esjax import checkpoint
+    from esjax.run import checkpoint
 
     events = []
     real_save = checkpoint.CheckpointStore.save

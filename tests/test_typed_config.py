@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from esjax.config import Config, ConfigError, load_run_config
+from esjax.config import Config, load_run_config
+from esjax.errors import ConfigError
 from esjax.presets import load_preset
 from tests.helpers import run_module
 

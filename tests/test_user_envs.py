@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from esjax.config import Config, ConfigError
+from esjax.config import Config
+from esjax.errors import ConfigError
 from tests.helpers import only_run_dir, read_log, run_module
 
 USER_PATH = str(Path(__file__).resolve().parent / "user_env")

@@ -7,14 +7,14 @@ import time
 import numpy as np
 import pytest
 
-import esjax.worker
+import esjax.rollout.worker
 from esjax.core.noise import fill_noise_table, perturb
-from esjax.envs import env_info, make_env
-from esjax.messages import Aborted, Episode, Finished, Params, Run, Stop
-from esjax.policy import PolicySpec, policy_init, unravel
-from esjax.resolve import auto_envs_per_worker
-from esjax.state import policy_spec
-from esjax.worker import EpisodeRunner, act, serve_episodes
+from esjax.core.policy import PolicySpec, policy_init, unravel
+from esjax.rollout.envs import env_info, make_env
+from esjax.rollout.messages import Aborted, Episode, Finished, Params, Run, Stop
+from esjax.rollout.worker import EpisodeRunner, act, serve_episodes
+from esjax.run.resolve import auto_envs_per_worker
+from esjax.run.state import policy_spec
 
 
 def stack(spec, flats):
@@ -166,7 +166,7 @@ def test_new_params_drop_older_episodes_and_report_their_steps():
 def test_a_worker_left_idle_runs_each_episode_it_is_sent_once(monkeypatch):
     """The worker loop (local processes and Ray actors alike), idle past its wait before
     the first message and between two batches, runs each episode exactly once."""
-    monkeypatch.setattr(esjax.worker, "IDLE_WAIT_S", 0.05)
+    monkeypatch.setattr(esjax.rollout.worker, "IDLE_WAIT_S", 0.05)
     cfg, spec, table, theta = hopper(hidden=(8,))
     runner = EpisodeRunner(spec, [make_env(cfg.env) for _ in range(2)], table, 0.02, 0.0)
     tasks, sent = queue.Queue(), queue.Queue()
@@ -244,7 +244,7 @@ def test_action_noise_and_step_times_across_noise_blocks_and_slots():
     evaluations, give the same actions in 1 and 3 slots (each noisy episode draws from its
     own stream; an evaluation after one in the same slot gets none), and each result's
     policy-call share counts exactly its steps."""
-    block = esjax.worker.NOISE_BLOCK
+    block = esjax.rollout.worker.NOISE_BLOCK
     spec = PolicySpec(3, 2, (4,), "tanh", (-1.0, -1.0), (1.0, 1.0))
     table = fill_noise_table(np.empty(10_000, np.float32), seed=3)
     lengths = [block, block - 1, 2 * block + 5, block, 7, 3 * block]

@@ -7,7 +7,7 @@ Strategies, each an ``ES(init, ask, tell, sigma)`` on the shared noise table:
 ``clipup`` is an optax transform any of them can use. The trainer calls ``tell`` (jitted)
 once per generation; it does not call ``ask``: its workers run episodes named by the
 units of ``esjax.core.schedule``, whose offsets come from the same ``sample_offsets``.
-``ask`` (and ``esjax.policy.policy_apply`` in JAX) are the research API: a whole ES loop
+``ask`` (and ``esjax.core.policy.policy_apply`` in JAX) are the research API: a whole ES loop
 in JAX for a function you can evaluate in JAX (experiments/toy_objective.py).
 """
 

@@ -1,7 +1,7 @@
 """Shared Gaussian noise table: perturbations are slices of it, named by offset.
 
 The table itself is a flat float32 array of standard normal values. Creating it is
-the caller's business (see ``esjax.pool.SharedNoiseTable``); the functions here only
+the caller's business (see ``esjax.rollout.local.SharedNoiseTable``); the functions here only
 read it, and take it as an argument so that jit never bakes it into a program.
 """
 

@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from esjax.config import Config, ConfigError, field_type_problem
+from esjax.config import Config, field_type_problem
+from esjax.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent  # package data: installed with esjax
 NO_PRESET = "none"  # --preset none: the bare defaults

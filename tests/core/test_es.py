@@ -6,7 +6,7 @@ import pytest
 
 from esjax.core.es import make_es
 from esjax.core.noise import fill_noise_table
-from esjax.optim import make_optimizer
+from esjax.core.optim import make_optimizer
 
 DIM = 5
 

@@ -79,9 +79,9 @@ def _trainer(cfg):
 def run_case(name: str, **overrides) -> tuple[list[dict], np.ndarray]:
     """(log rows, final θ) of case ``name`` (``overrides``: e.g. a worker layout); a case
     in RESUME_AFTER is checkpointed, closed and resumed in a new trainer midway."""
-    from esjax.checkpoint import CheckpointStore
     from esjax.config import Config
-    from esjax.state import load_run
+    from esjax.run.checkpoint import CheckpointStore
+    from esjax.run.state import load_run
 
     cfg = Config(**{**COMMON, **CASES[name], **overrides})
     first = RESUME_AFTER.get(name, cfg.max_generations)

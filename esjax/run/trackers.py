@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from esjax.config import Config, ConfigError
+from esjax.config import Config
+from esjax.errors import ConfigError
 
 _NEEDS = {"tensorboard": "tensorboardX", "wandb": "wandb"}
 STEP = "TimestepsSoFar"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from esjax.config import ConfigError
+from esjax.errors import ConfigError
 
 PYBULLET_TERMS = ("alive", "progress", "electricity", "joints_at_limit", "feet_collision")
 ANY_ENV_TERMS = ("constant", "action_sq")

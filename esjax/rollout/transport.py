@@ -1,11 +1,11 @@
-"""What every worker pool shares: the ``WorkerPool`` protocol the trainer drives, its
-errors, and ``Transport``, the receive side written once.
+"""What every worker pool shares: the ``WorkerPool`` protocol the trainer drives and
+``Transport``, the receive side written once (its errors are in ``esjax.errors``).
 
-A backend (``esjax.pool.LocalPool``: processes on this machine; ``esjax.inline.InlinePool``:
-episodes in this process; ``esjax.ray_pool.RayPool``: actors on a Ray cluster) supplies
-how to start a worker and how to poll its workers for messages (``_poll``); ``Transport``
-owns the buffer of messages read but not yet returned, dead-worker reporting, the
-receive loop with its timeout, and the purge of a restarted worker's messages.
+A backend (``local.LocalPool``: processes on this machine; ``inline.InlinePool``: episodes
+in this process; ``ray_pool.RayPool``: actors on a Ray cluster) supplies how to start
+a worker and how to poll its workers for messages (``_poll``); ``Transport`` owns the
+buffer of messages read but not yet returned, dead-worker reporting, the receive loop
+with its timeout, and the purge of a restarted worker's messages.
 """
 
 from __future__ import annotations
@@ -16,22 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
-from esjax.messages import Episode, Failed, FromWorker, Received
+from esjax.errors import WorkerDied, WorkerError
+from esjax.rollout.messages import Episode, Failed, FromWorker, Received
 
 START_TIMEOUT_S = 300.0  # a worker (process or actor) or a node's noise table, starting
-
-
-class WorkerError(RuntimeError):
-    """A worker failed; the message carries its traceback or exit code."""
-
-
-class WorkerDied(WorkerError):
-    """Worker ``slot`` lost its process (killed, segfault, its node gone); it can be
-    restarted. ``why``: its exit code, or what the backend knows."""
-
-    def __init__(self, slot: int, why: str):
-        super().__init__(f"worker {slot} died ({why})")
-        self.slot, self.why = slot, why
 
 
 class WorkerPool(Protocol):
@@ -121,7 +109,7 @@ class Transport:
     def await_ready(self, slots: set[int], what: str = "workers") -> None:
         """Receive until every worker in ``slots`` said Ready (start-up); WorkerError if
         one fails or START_TIMEOUT_S passes."""
-        from esjax.messages import Ready
+        from esjax.rollout.messages import Ready
 
         ready: set[int] = set()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -1,7 +1,7 @@
 """A trained policy you can take away: ``esjax.load_policy`` for JAX code, and the arrays
 ``python -m esjax.export`` writes as ONNX or npz for code without esjax.
 
-Every form computes what the workers compute in a noiseless episode (``esjax.worker.act``):
+Every form computes what the workers compute in a noiseless episode (``esjax.rollout.worker.act``):
 observations (ob_dim,) or (N, ob_dim) -> normalized by the checkpoint's running statistics
 and clipped to [-5, 5] -> the MLP (or linear map) -> the arg-max bin of each action
 dimension when actions are discretized -> clipped to the env's action bounds (an infinite
@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from esjax.config import ConfigError
 from esjax.core.obstat import CLIP
+from esjax.errors import ConfigError
 
 
 class PortablePolicy(NamedTuple):
@@ -46,9 +46,9 @@ class PortablePolicy(NamedTuple):
 def portable_policy(run_dir: Path, checkpoint: str | int = "best") -> PortablePolicy:
     """The policy of checkpoint ``checkpoint`` ('best', 'latest' or a generation) of
     ``run_dir``; ConfigError (one line) for a missing run or checkpoint."""
-    from esjax.checkpoint import CheckpointError
-    from esjax.policy import unravel
-    from esjax.state import load_run
+    from esjax.core.policy import unravel
+    from esjax.errors import CheckpointError
+    from esjax.run.state import load_run
 
     try:
         run = load_run(Path(run_dir), checkpoint)
@@ -67,7 +67,7 @@ def portable_policy(run_dir: Path, checkpoint: str | int = "best") -> PortablePo
 
 
 def _spec(p: PortablePolicy):
-    from esjax.policy import PolicySpec
+    from esjax.core.policy import PolicySpec
 
     return PolicySpec(
         ob_dim=p.ob_dim, ac_dim=p.ac_dim, hidden_dims=tuple(w.shape[1] for w, _ in p.layers[:-1]),
@@ -85,7 +85,7 @@ class Policy:
         import jax
         import jax.numpy as jnp
 
-        from esjax.policy import policy_apply
+        from esjax.core.policy import policy_apply
 
         self.arrays = arrays
         self.env, self.checkpoint = arrays.env, arrays.checkpoint

@@ -32,19 +32,11 @@ import jax
 import numpy as np
 
 from esjax.core.schedule import UNIT_BLOCK, eval_env_seeds, sample_units
-from esjax.messages import Aborted, Episode, EpisodeResult, Finished, NonFinite, Received
-from esjax.transport import START_TIMEOUT_S, WorkerDied, WorkerError, WorkerPool
+from esjax.errors import NonFiniteError, StopRequested, WorkerDied, WorkerError
+from esjax.rollout.messages import Aborted, Episode, EpisodeResult, Finished, NonFinite, Received
+from esjax.rollout.transport import START_TIMEOUT_S, WorkerPool
 
-__all__ = ["Dispatcher", "Generation", "NonFiniteError", "StopRequested", "UnitSequence",
-           "WorkerDied", "WorkerError", "WorkerPool"]  # fmt: skip
-
-
-class NonFiniteError(RuntimeError):
-    """The policy produced non-finite actions or θ became non-finite."""
-
-
-class StopRequested(Exception):
-    """A stop signal arrived; raised only between generations' state updates."""
+__all__ = ["Dispatcher", "Generation", "UnitSequence", "WorkerPool"]
 
 
 # Every argument traced: one compilation per process (a static generation number

@@ -3,17 +3,17 @@
 ``EpisodeRunner`` steps ``len(envs)`` environments together. One NumPy policy call per
 step (``act``) serves all of them; each slot holds its own perturbed weights, built once
 per episode (``perturb``). When an episode ends, the next pending episode takes its slot.
-It does no I/O: it returns its messages (``esjax.messages``), and ``serve_episodes`` runs
+It does no I/O: it returns its messages (``esjax.rollout.messages``), and ``serve_episodes`` runs
 it between a task queue and a ``send`` function, which the backends provide: a process of
-``esjax.pool.LocalPool`` (a pipe), an actor of ``esjax.ray_pool.RayPool``, or
-``esjax.inline.InlinePool`` (in the trainer's process). ``make_runner`` is the one
+``esjax.rollout.local.LocalPool`` (a pipe), an actor of ``esjax.rollout.ray_pool.RayPool``, or
+``esjax.rollout.inline.InlinePool`` (in the trainer's process). ``make_runner`` is the one
 bootstrap they share.
 
-This is the hot path: NumPy inference (``esjax.policy.policy_apply_np``), measured faster
+This is the hot path: NumPy inference (``esjax.core.policy.policy_apply_np``), measured faster
 than a jitted JAX call at these batch sizes. A row's action depends only on its own
 observation and weights, never on its slot or on the other rows of the batch
 (tests/test_worker.py), and an environment's episode only on its seed and actions
-(esjax.envs), so results do not depend on the worker layout.
+(esjax.rollout.envs), so results do not depend on the worker layout.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from esjax.core.noise import perturb
-from esjax.messages import (
+from esjax.core.policy import PolicySpec, policy_apply_np, unravel
+from esjax.rollout.messages import (
     Aborted,
     Alive,
     Episode,
@@ -41,7 +42,6 @@ from esjax.messages import (
     Run,
     Stop,
 )
-from esjax.policy import PolicySpec, policy_apply_np, unravel
 
 NOISE_BLOCK = 128  # steps of action noise drawn at once per slot: the same values as one
 # draw per step (numpy fills a block in order from the same stream), fewer calls
@@ -57,13 +57,13 @@ class WorkerConfig(NamedTuple):
     ac_noise_std: float
     envs_per_worker: int
     record_actions: bool = False  # each result carries its actions (benchmarks/replay.py)
-    train_reward: tuple = ()  # --train-reward, parsed (esjax.train_reward); (): stock only
+    train_reward: tuple = ()  # --train-reward, parsed (esjax.rollout.train_reward); (): stock only
     env_kwargs: tuple[str, ...] = ()  # --env-kwarg items, for gymnasium.make
 
 
 def make_runner(cfg: WorkerConfig, table: np.ndarray) -> EpisodeRunner:
     """A worker's runner: ``cfg.envs_per_worker`` envs over the noise table ``table``."""
-    from esjax.envs import make_env
+    from esjax.rollout.envs import make_env
 
     envs = [make_env(cfg.env_id, kwargs=cfg.env_kwargs) for _ in range(cfg.envs_per_worker)]
     return EpisodeRunner(cfg.spec, envs, table, cfg.noise_stdev, cfg.ac_noise_std,
@@ -160,8 +160,8 @@ class EpisodeRunner:
                  train_reward: tuple = ()):  # fmt: skip
         self.spec, self.envs, self.noise = spec, envs, noise
         self.record_actions = record_actions
-        from esjax.envs import stepping_env
-        from esjax.train_reward import step_reward_fn
+        from esjax.rollout.envs import stepping_env
+        from esjax.rollout.train_reward import step_reward_fn
 
         # env.step below the checking wrappers, with their episode limit kept here
         inner = [stepping_env(env) for env in envs]

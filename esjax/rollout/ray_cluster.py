@@ -10,7 +10,7 @@ noise table per node.
   checked against the trainer's by checksum before its node gets workers.
 
 Ray is an optional extra (``pip install 'esjax[ray]'``): nothing here is imported by the
-other backends. The actors and the transport are in ``esjax.ray_pool``.
+other backends. The actors and the transport are in ``esjax.rollout.ray_pool``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from esjax.config import ConfigError
 from esjax.core.noise import fill_noise_table
-from esjax.transport import START_TIMEOUT_S
+from esjax.errors import RayBackendError
+from esjax.rollout.transport import START_TIMEOUT_S
 
 INSTALL_HINT = "pip install 'esjax[ray]' (make setup installs it)"
 CONNECT_TIMEOUT_S = 10.0  # reaching the head's port before handing over to ray.init
@@ -42,10 +42,6 @@ WORKER_ENV = {  # every actor: CPU-only JAX, one BLAS thread (it shares its core
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-
-
-class RayBackendError(ConfigError):
-    """The Ray backend cannot start as asked (exit code 2 at the CLI)."""
 
 
 def import_ray():

@@ -49,7 +49,7 @@ def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int,
             reward_shift: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The log row of one generation.
 
-    ``gen``: its ``esjax.dispatch.Generation``; ``state``: the ``esjax.state.RunState``
+    ``gen``: its ``esjax.rollout.dispatch.Generation``; ``state``: the ``esjax.run.state.RunState``
     after it (counters included); ``tell_info``: the update's ``TellInfo``; ``ob_count``:
     observations added to the statistics; ``dt``: its seconds; ``workers``: how many ran;
     ``reward_shift``: --reward-shift (GenTrainRew*).

@@ -19,18 +19,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from esjax.config import ConfigError
+from esjax.errors import CheckpointError, CheckpointWriteError
 from esjax.quiet import silenced_stdout
 
 absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every save at INFO/WARNING
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that is missing, unreadable or does not fit the run (one line)."""
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (disk full, folder unwritable); nothing of it loads."""
 
 
 def checkpoint_bytes(num_params: int, ob_dim: int) -> int:

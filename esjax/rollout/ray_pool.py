@@ -1,11 +1,11 @@
 """The Ray backend: rollout actors on the nodes of a Ray cluster (``--backend ray``).
 
-``RayPool`` implements ``esjax.transport.WorkerPool``, so the trainer and the dispatcher
+``RayPool`` implements ``esjax.rollout.transport.WorkerPool``, so the trainer and the dispatcher
 (unit sequence, prefix rule, re-dispatch, stale accounting) are the same as with the
 local process pool; only the transport differs. Each actor runs the same
-``esjax.worker.serve_episodes`` loop as a local worker process, in a thread, between an
+``esjax.rollout.worker.serve_episodes`` loop as a local worker process, in a thread, between an
 inbox and an outbox that two actor methods feed (``submit``) and drain (``harvest``).
-The cluster session and the per-node noise tables are ``esjax.ray_cluster``'s.
+The cluster session and the per-node noise tables are ``esjax.rollout.ray_cluster``'s.
 
 - **One actor per CPU**, pinned to its node, capped by ``--num-workers``.
 - **Recovery in esjax, not Ray**: actors have ``max_restarts=0`` and no task retries
@@ -29,20 +29,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from esjax.messages import Aborted, Failed, Params, Run, Stop
-from esjax.ray_cluster import (
+from esjax.errors import RayBackendError
+from esjax.rollout.messages import Aborted, Failed, Params, Run, Stop
+from esjax.rollout.ray_cluster import (
     INSTALL_HINT,
     Node,
     NodeTables,
-    RayBackendError,
     RaySession,
     import_ray,
     one_line,
 )
-from esjax.transport import START_TIMEOUT_S, Transport
-from esjax.worker import WorkerConfig, make_runner, serve_episodes
+from esjax.rollout.transport import START_TIMEOUT_S, Transport
+from esjax.rollout.worker import WorkerConfig, make_runner, serve_episodes
 
-__all__ = ["INSTALL_HINT", "RayBackendError", "RayPool", "RolloutActor", "import_ray"]
+__all__ = ["INSTALL_HINT", "RayPool", "RolloutActor", "import_ray"]
 
 HARVEST_WAIT_S = 1.0  # a harvest call returns at least this often
 
@@ -74,7 +74,7 @@ class RolloutActor:
 
     def ready(self) -> dict:
         """Where this actor runs, and what its table looks like from here."""
-        from esjax.provenance import machine_record
+        from esjax.run.provenance import machine_record
 
         return {"node": self.node_id, "pid": os.getpid(), "table_address": self.table.ctypes.data,
                 "machine": machine_record()}  # fmt: skip
@@ -113,8 +113,8 @@ class RolloutActor:
 
 def machine_mismatch(node_machines: dict[str, dict], nodes: dict[str, Node]) -> str | None:
     """One line naming the nodes whose machine differs from the driver's in what changes
-    results (``esjax.provenance.result_differences``), or None when none does."""
-    from esjax.provenance import machine_record, result_differences
+    results (``esjax.run.provenance.result_differences``), or None when none does."""
+    from esjax.run.provenance import machine_record, result_differences
 
     mine = machine_record()
     differ = []

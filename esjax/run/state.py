@@ -18,14 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esjax.config import Config, ConfigError, load_run_config
+from esjax.config import Config, load_run_config
 from esjax.core.ars import make_ars
 from esjax.core.es import ES, ESState, make_es
 from esjax.core.obstat import ObStat, obstat_init, obstat_mean_std
+from esjax.core.optim import make_optimizer
 from esjax.core.pgpe import PGPEState, make_pgpe
-from esjax.envs import EnvInfo, env_info
-from esjax.optim import make_optimizer
-from esjax.policy import PolicySpec, policy_init
+from esjax.core.policy import PolicySpec, policy_init
+from esjax.errors import ConfigError
+from esjax.rollout.envs import EnvInfo, env_info
 
 
 class RunState(NamedTuple):
@@ -207,7 +208,7 @@ def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = No
     ``cfg`` defaults to the run's config.json, ``info`` to its env's (a caller that has
     it saves creating the env). ConfigError (one line) for a missing run, checkpoint or
     config, or a checkpoint that does not fit the config."""
-    from esjax.checkpoint import CheckpointStore
+    from esjax.run.checkpoint import CheckpointStore
 
     cfg = cfg or load_run_config(run_dir)
     info = info or env_info(cfg.env, cfg.env_kwargs)

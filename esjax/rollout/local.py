@@ -1,9 +1,9 @@
 """The local worker pool: spawned processes on this machine and the shared-memory noise
 table they all read.
 
-``LocalPool`` implements ``esjax.transport.WorkerPool``. Each process runs an
-``esjax.worker.EpisodeRunner`` over ``envs_per_worker`` environments, exchanging the
-messages of ``esjax.messages`` (θ travels once per generation per worker).
+``LocalPool`` implements ``esjax.rollout.transport.WorkerPool``. Each process runs an
+``esjax.rollout.worker.EpisodeRunner`` over ``envs_per_worker`` environments, exchanging the
+messages of ``esjax.rollout.messages`` (θ travels once per generation per worker).
 
 Every worker has its own task queue and its own result pipe. A shared result queue would
 not survive a SIGKILL: a writer killed while holding the queue's write lock blocks every
@@ -26,9 +26,9 @@ from multiprocessing import resource_tracker, shared_memory
 import numpy as np
 
 from esjax.core.noise import fill_noise_table
-from esjax.messages import Episode, Failed, Params, Ready, Run, Stop
-from esjax.transport import Transport
-from esjax.worker import WorkerConfig, make_runner, serve_episodes
+from esjax.rollout.messages import Episode, Failed, Params, Ready, Run, Stop
+from esjax.rollout.transport import Transport
+from esjax.rollout.worker import WorkerConfig, make_runner, serve_episodes
 
 
 class SharedNoiseTable:

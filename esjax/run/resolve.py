@@ -12,12 +12,13 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from esjax.config import Config, ConfigError
-from esjax.envs import EnvInfo, env_info, step_seconds
-from esjax.policy import PolicySpec
-from esjax.state import policy_spec
-from esjax.transport import WorkerPool
-from esjax.worker import WorkerConfig
+from esjax.config import Config
+from esjax.core.policy import PolicySpec
+from esjax.errors import ConfigError
+from esjax.rollout.envs import EnvInfo, env_info, step_seconds
+from esjax.rollout.transport import WorkerPool
+from esjax.rollout.worker import WorkerConfig
+from esjax.run.state import policy_spec
 
 # Per worker: the slots' perturbed weights (4 bytes a parameter each, read every step)
 # stay within about an L2 cache; beyond that every step streams them from memory and
@@ -86,7 +87,7 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
     ConfigError (one line) for what cannot run."""
     info = info or env_info(cfg.env, cfg.env_kwargs)
     if cfg.train_reward:
-        from esjax.train_reward import check_train_reward, parse_train_reward
+        from esjax.rollout.train_reward import check_train_reward, parse_train_reward
 
         if not info.reward_terms:
             info = env_info(cfg.env, cfg.env_kwargs)
@@ -149,7 +150,7 @@ def check_memory(cfg: Config, spec: PolicySpec, memory: int | None) -> None:
 
 def worker_config(cfg: Config, spec: PolicySpec) -> WorkerConfig:
     """What each worker of ``cfg``'s run starts with."""
-    from esjax.train_reward import parse_train_reward
+    from esjax.rollout.train_reward import parse_train_reward
 
     return WorkerConfig(env_id=cfg.env, spec=spec, noise_size=cfg.noise_table_size,
                         noise_stdev=cfg.noise_stdev, ac_noise_std=cfg.ac_noise_std,
@@ -164,14 +165,14 @@ def make_pool(cfg: Config, spec: PolicySpec, log: Callable[[str], None] = print)
         raise ValueError("make_pool needs a resolved Config: see resolve_config")
     wcfg = worker_config(cfg, spec)
     if cfg.backend == "ray":
-        from esjax.ray_pool import RayPool
+        from esjax.rollout.ray_pool import RayPool
 
         return RayPool(wcfg, seed=cfg.seed, num_workers=cfg.num_workers,
                        address=cfg.ray_address or None, log=log)  # fmt: skip
     if cfg.backend == "inline":
-        from esjax.inline import InlinePool
+        from esjax.rollout.inline import InlinePool
 
         return InlinePool(wcfg, num_workers=cfg.workers, seed=cfg.seed, log=log)
-    from esjax.pool import LocalPool
+    from esjax.rollout.local import LocalPool
 
     return LocalPool(wcfg, num_workers=cfg.workers, seed=cfg.seed, log=log)

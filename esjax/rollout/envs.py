@@ -12,7 +12,8 @@ from typing import NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from esjax.config import ConfigError, env_kwargs_dict
+from esjax.config import env_kwargs_dict
+from esjax.errors import ConfigError
 from esjax.quiet import silenced_stdout
 
 _registered = False
@@ -37,7 +38,7 @@ class EnvInfo(NamedTuple):
     ac_high: tuple[float, ...]
     max_episode_steps: int | None
     reward_threshold: float | None
-    reward_terms: tuple[str, ...] = ()  # what --train-reward may weigh (esjax.train_reward)
+    reward_terms: tuple[str, ...] = ()  # what --train-reward may weigh (esjax.rollout.train_reward)
 
 
 def check_env_id(env_id: str) -> None:
@@ -233,7 +234,7 @@ def step_seconds(env_id: str, steps: int = 20, kwargs: tuple[str, ...] = ()) -> 
 
 def env_info(env_id: str, kwargs: tuple[str, ...] = ()) -> EnvInfo:
     """Create, describe and close an environment (its --train-reward terms included)."""
-    from esjax.train_reward import env_reward_terms
+    from esjax.rollout.train_reward import env_reward_terms
 
     env = make_env(env_id, kwargs=kwargs)
     try:

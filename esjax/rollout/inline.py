@@ -1,6 +1,6 @@
 """``--backend inline``: the workers' episodes run in the trainer's own process.
 
-``InlinePool`` implements ``esjax.transport.WorkerPool`` with one ``EpisodeRunner`` per
+``InlinePool`` implements ``esjax.rollout.transport.WorkerPool`` with one ``EpisodeRunner`` per
 slot, stepped in turn whenever the trainer waits for a message: no processes, no pipes,
 no shared memory. Results are the other backends' bit for bit (they do not depend on the
 worker layout). It is for debugging and profiling (a breakpoint or a profiler sees the
@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 
 from esjax.core.noise import fill_noise_table
-from esjax.messages import Episode, Params, Ready
-from esjax.transport import Transport
-from esjax.worker import EpisodeRunner, WorkerConfig, make_runner
+from esjax.rollout.messages import Episode, Params, Ready
+from esjax.rollout.transport import Transport
+from esjax.rollout.worker import EpisodeRunner, WorkerConfig, make_runner
 
 
 class InlinePool(Transport):
