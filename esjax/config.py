@@ -17,6 +17,11 @@ from typing import Any
 
 from esjax.core.strategies import (
     ALGOS,
+    CLIPUP_MAX_SPEED,
+    CLIPUP_STEP,
+    PGPE_RADIUS,
+    algo_help,
+    default_help,
     strategy_problems,
     strategy_values,
 )
@@ -94,7 +99,7 @@ def hidden_dims_arg(text: str) -> int | str:
 class Config:
     """Options of a training run (semantics of the OpenAI ES reference).
 
-    Options whose default is None take their strategy's value (STRATEGY_DEFAULTS) when
+    Options whose default is None take their strategy's value (``esjax.core.strategies``) when
     the config is made, so config.json records what ran; options of another strategy
     stay None."""
 
@@ -115,13 +120,7 @@ class Config:
         "The preset the run started from (a name in esjax/presets, or a .toml path), "
         "or none: a record in config.json; esjax.train sets it (its --preset flag).",
     )
-    algo: str = _opt(
-        "openai-es",
-        "Strategy: openai-es (Salimans et al. 2017: ranks, Adam, fixed sigma), ars (Mania et "
-        "al. 2018, V2-t: raw returns of the --top-directions best directions, SGD) or pgpe "
-        "(a learned sigma per parameter, ClipUp). Options of another strategy are an error.",
-        choices=ALGOS,
-    )
+    algo: str = _opt("openai-es", algo_help(), choices=ALGOS)
     seed: int = _opt(0, "Seed of the noise table, the initial policy and every random stream.")
     run_dir: str = _opt("runs", "Parent folder; each run writes its own timestamped subfolder.")
     max_timesteps: int = _opt(
@@ -167,18 +166,17 @@ class Config:
     )
     learning_rate: float | None = _opt(
         None,
-        "Step size of the optimizer (or of plain gradient ascent). Default: 0.01 "
-        "(openai-es), 0.02 (ars: alpha); with --optimizer clipup, 0.75 x --max-speed.",
+        "Step size of the optimizer (or of plain gradient ascent; ars: alpha). "
+        + default_help("learning_rate", f"with --optimizer clipup {CLIPUP_STEP} x --max-speed"),
     )
     noise_stdev: float | None = _opt(
         None,
-        "Standard deviation sigma of the parameter perturbations (ars: nu). Default: 0.02 "
-        "(openai-es), 0.03 (ars); pgpe learns its own (--init-radius).",
+        "Standard deviation sigma of the parameter perturbations (ars: nu; pgpe learns its "
+        "own from --init-radius). " + default_help("noise_stdev"),
     )
     l2coeff: float | None = _opt(
         None,
-        "L2 weight-decay coefficient (pull of theta toward zero). Default: 0.005 "
-        "(openai-es), 0 (ars, pgpe).",
+        "L2 weight-decay coefficient (pull of theta toward zero). " + default_help("l2coeff"),
     )
     logger: tuple[str, ...] = _opt(
         (),
@@ -212,7 +210,7 @@ class Config:
     )
     return_proc_mode: str | None = _opt(
         None,
-        "Fitness shaping of returns (openai-es, pgpe; default centered_rank).",
+        "Fitness shaping of returns. " + default_help("return_proc_mode"),
         choices=RETURN_PROC_MODES,
     )
     reward_shift: float = _opt(
@@ -234,14 +232,14 @@ class Config:
         True, "Evaluate theta + sigma*eps and theta - sigma*eps (ars and pgpe always do)."
     )
     fitness_shaping: bool | None = _opt(
-        None, "Shape returns with --return-proc-mode, else raw (openai-es, pgpe; default on)."
+        None, "Shape returns with --return-proc-mode, else raw. " + default_help("fitness_shaping")
     )
     weight_decay: bool = _opt(True, "Apply L2 weight decay with --l2coeff.")
     discretize_actions: bool = _opt(False, "Pick each action from --ac-bins uniform bins.")
     gradient_optimizer: bool = _opt(True, "Use --optimizer; off means plain gradient ascent.")
     observation_normalization: bool = _opt(True, "Normalize observations by running stats.")
     divide_by_stdev: bool | None = _opt(
-        None, "Divide the gradient estimate by --noise-stdev (openai-es; default off)."
+        None, "Divide the gradient estimate by --noise-stdev. " + default_help("divide_by_stdev")
     )
     hidden_dims: tuple[int, ...] = _opt(
         (64, 64),
@@ -254,31 +252,34 @@ class Config:
     ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
     optimizer: str | None = _opt(
         None,
-        "Gradient optimizer (optax). Default: adam (openai-es), sgd with momentum 0 (ars), "
-        "clipup (pgpe; Toklu et al. 2020).",
+        "Gradient optimizer (optax; clipup: Toklu et al. 2020). " + default_help("optimizer"),
         choices=OPTIMIZERS,
     )
     momentum: float | None = _opt(
-        None, "Momentum of the sgd and clipup optimizers. Default: 0.9 (openai-es, pgpe), 0 (ars)."
+        None, "Momentum of the sgd and clipup optimizers. " + default_help("momentum")
     )
     max_speed: float | None = _opt(
         None,
         "ClipUp's cap on the velocity's norm (--optimizer clipup). Default: 2 x "
-        "--learning-rate when that is given, else 0.15.",
+        f"--learning-rate when that is given, else {CLIPUP_MAX_SPEED}.",
     )
     top_directions: int | None = _opt(
         None,
         "ARS's b: update along the b directions whose better episode scored highest "
-        "(V2-t); 0 = all (V2). Default 0.",
+        "(V2-t); 0 = all (V2). " + default_help("top_directions"),
     )
-    sigma_lr: float | None = _opt(None, "PGPE: learning rate of sigma. Default 0.1.")
+    sigma_lr: float | None = _opt(
+        None, "PGPE's learning rate of sigma. " + default_help("sigma_lr")
+    )
     sigma_max_change: float | None = _opt(
-        None, "PGPE: largest change of each sigma per generation, a fraction. Default 0.2."
+        None,
+        "PGPE's largest change of each sigma per generation, a fraction. "
+        + default_help("sigma_max_change"),
     )
     init_radius: float | None = _opt(
         None,
-        "PGPE: norm of the initial sigma vector (each sigma = radius / sqrt(parameters)). "
-        "Default: 15 x --max-speed.",
+        "PGPE's norm of the initial sigma vector (each sigma = radius / sqrt(parameters)). "
+        f"Default: {PGPE_RADIUS:g} x --max-speed.",
     )
     noise_table_size: int = _opt(
         250_000_000, "Float32 values in the shared noise table (250M = 1 GB)."

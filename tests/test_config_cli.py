@@ -159,8 +159,8 @@ def test_choice_lists_match_what_the_core_implements():
     from esjax.core import fitness, optim, policy
     from esjax.run import trackers
 
-    assert set(config.NONLINEARITIES) == set(policy.NONLINEARITIES) == set(
-        policy.NUMPY_NONLINEARITIES
+    assert (
+        set(config.NONLINEARITIES) == set(policy.NONLINEARITIES) == set(policy.NUMPY_NONLINEARITIES)
     )
     assert config.RETURN_PROC_MODES == fitness.RETURN_PROC_MODES
     assert config.OPTIMIZERS == optim.OPTIMIZERS

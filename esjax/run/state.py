@@ -12,19 +12,18 @@ import functools
 import math
 import types
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from esjax.config import Config, load_run_config
-from esjax.core.ars import make_ars
-from esjax.core.es import ES, ESState, make_es
+from esjax.core.es import ES
 from esjax.core.obstat import ObStat, obstat_init, obstat_mean_std
 from esjax.core.optim import make_optimizer
-from esjax.core.pgpe import PGPEState, make_pgpe
 from esjax.core.policy import PolicySpec, policy_init
+from esjax.core.strategies import ES_OPTIONS, build_strategy, state_extras, state_of
 from esjax.errors import ConfigError
 from esjax.rollout.envs import EnvInfo, env_info
 
@@ -32,7 +31,7 @@ from esjax.rollout.envs import EnvInfo, env_info
 class RunState(NamedTuple):
     """Everything the next generation depends on (one value; replaced, never mutated)."""
 
-    es: ESState | PGPEState  # θ (P,) float32, the optimizer's state (and PGPE's σ (P,))
+    es: Any  # its strategy's state (core.strategies): θ (P,) float32, the optimizer's, ...
     obstat: ObStat  # running observation statistics (float64)
     generation: int  # generations completed
     episodes: int  # training episodes the updates used
@@ -63,15 +62,6 @@ def policy_spec(cfg: Config, info: EnvInfo) -> PolicySpec:
     )
 
 
-# The options build_es reads: runs that agree on them share one ES and its compiled tell.
-ES_OPTIONS = (
-    "algo", "optimizer", "learning_rate", "gradient_optimizer", "momentum", "weight_decay",
-    "l2coeff", "max_speed", "noise_stdev", "top_directions", "init_radius", "sigma_lr",
-    "sigma_max_change", "return_proc_mode", "fitness_shaping", "mirrored_sampling",
-    "divide_by_stdev",
-)  # fmt: skip
-
-
 def build_es(cfg: Config, num_params: int) -> ES:
     """The strategy (``--algo``: init/ask/tell/sigma) with ``cfg``'s optimizer and options;
     the same object for the same options (its jitted ``tell`` compiles once per process:
@@ -87,26 +77,13 @@ def jitted_tell(es: ES):
 
 @functools.lru_cache(maxsize=32)
 def _build_es(options: tuple, num_params: int) -> ES:
-    cfg = types.SimpleNamespace(**dict(zip(ES_OPTIONS, options)))
+    o = types.SimpleNamespace(**dict(zip(ES_OPTIONS, options)))
     optimizer = make_optimizer(
-        cfg.optimizer, cfg.learning_rate, gradient_optimizer=cfg.gradient_optimizer,
-        momentum=cfg.momentum, weight_decay=cfg.weight_decay, l2coeff=cfg.l2coeff,
-        max_speed=cfg.max_speed,
+        o.optimizer, o.learning_rate, gradient_optimizer=o.gradient_optimizer,
+        momentum=o.momentum, weight_decay=o.weight_decay, l2coeff=o.l2coeff,
+        max_speed=o.max_speed,
     )  # fmt: skip
-    if cfg.algo == "ars":
-        return make_ars(num_params, optimizer, noise_stdev=cfg.noise_stdev,
-                        top_directions=cfg.top_directions)  # fmt: skip
-    if cfg.algo == "pgpe":
-        return make_pgpe(
-            num_params, optimizer, init_radius=cfg.init_radius, sigma_lr=cfg.sigma_lr,
-            sigma_max_change=cfg.sigma_max_change, return_proc_mode=cfg.return_proc_mode,
-            fitness_shaping=cfg.fitness_shaping,
-        )  # fmt: skip
-    return make_es(
-        num_params, optimizer, noise_stdev=cfg.noise_stdev,
-        mirrored_sampling=cfg.mirrored_sampling, fitness_shaping=cfg.fitness_shaping,
-        return_proc_mode=cfg.return_proc_mode, divide_by_stdev=cfg.divide_by_stdev,
-    )  # fmt: skip
+    return build_strategy(o, num_params, optimizer)
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -130,6 +107,7 @@ def initial_state(cfg: Config, info: EnvInfo, es: ES | None = None) -> RunState:
     )  # fmt: skip
 
 
+_TREE = ("theta", "opt_state", "obstat", "counters", "gen_policy")  # the rest: state_extras
 _COUNTERS = {
     "generation": np.int64, "episodes": np.int64, "timesteps": np.int64,
     "env_steps": np.int64, "periodic_eval_steps": np.int64, "time_elapsed": np.float64,
@@ -140,7 +118,7 @@ _COUNTERS = {
 def state_to_tree(s: RunState) -> dict:
     """The state as a tree of numpy arrays (what a checkpoint stores)."""
     theta, mean, std = s.gen_policy
-    extra = {"sigma": np.asarray(s.es.sigma)} if isinstance(s.es, PGPEState) else {}
+    extra = {k: np.asarray(v) for k, v in state_extras(s.es).items()}  # PGPE: "sigma"
     return {
         "theta": np.asarray(s.es.theta),
         "opt_state": jax.tree.map(np.asarray, s.es.opt_state),
@@ -155,12 +133,13 @@ def state_to_tree(s: RunState) -> dict:
     }
 
 
-def state_from_tree(tree: dict) -> RunState:
-    """Inverse of ``state_to_tree`` (θ and the optimizer state as JAX arrays)."""
+def state_from_tree(tree: dict, algo: str) -> RunState:
+    """Inverse of ``state_to_tree`` for strategy ``algo`` (θ and the optimizer state as
+    JAX arrays)."""
     o, c, p = tree["obstat"], tree["counters"], tree["gen_policy"]
     es = (jnp.asarray(tree["theta"]), jax.tree.map(jnp.asarray, tree["opt_state"]))
     return RunState(
-        es=PGPEState(*es, jnp.asarray(tree["sigma"])) if "sigma" in tree else ESState(*es),
+        es=state_of(algo, *es, {k: jnp.asarray(v) for k, v in tree.items() if k not in _TREE}),
         obstat=ObStat(np.asarray(o["sum"]), np.asarray(o["sumsq"]), float(o["count"])),
         gen_policy=(np.asarray(p["theta"]), np.asarray(p["ob_mean"]), np.asarray(p["ob_std"])),
         **{k: (int if t is np.int64 else float)(c[k]) for k, t in _COUNTERS.items()},
@@ -221,7 +200,7 @@ def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = No
         tree, meta = store.load(step, template)
     finally:
         store.close()
-    return LoadedRun(cfg, spec, state_from_tree(tree), meta, step)
+    return LoadedRun(cfg, spec, state_from_tree(tree, cfg.algo), meta, step)
 
 
 def checkpoint_meta(cfg: Config, spec: PolicySpec, s: RunState, eval_return: float,
