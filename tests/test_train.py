@@ -207,8 +207,8 @@ def test_non_finite_actions_stop_training_and_keep_the_finite_theta(tmp_path):
 def test_too_little_disk_space_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from esjax.run import rundir
     from esjax import train as train_cli
+    from esjax.run import rundir
 
     real = shutil.disk_usage
     monkeypatch.setattr(rundir.shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
