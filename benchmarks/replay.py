@@ -42,9 +42,8 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
     settings ``python -m esjax.train --env ENV FLAGS`` uses, actions recorded: its log
     rows, and per used episode its generation, seed, whether it was an evaluation, its
     actions and the seconds it cost the worker (env, inference, glue)."""
-    from esjax.rollout.envs import env_info
     from esjax.rollout.local import LocalPool
-    from esjax.run.resolve import resolve_config, worker_config
+    from esjax.run.resolve import worker_config
     from esjax.train import parse
     from esjax.trainer import Trainer
 
@@ -52,10 +51,11 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
             "--snapshot-freq", "0", *flags]  # fmt: skip
     cfg, _, settings = parse(argv)
     cfg = dataclasses.replace(cfg, target_return=float("inf"))  # the whole budget
-    info = env_info(cfg.env)
-    cfg, spec = resolve_config(cfg, info)
-    wcfg = worker_config(cfg, spec)._replace(record_actions=True)
-    pool = LocalPool(wcfg, num_workers=cfg.workers, seed=cfg.seed, log=lambda s: None)
+
+    def recording_pool(cfg, spec, log):
+        wcfg = worker_config(cfg, spec)._replace(record_actions=True)
+        return LocalPool(wcfg, num_workers=cfg.workers, seed=cfg.seed, log=log)
+
     episodes: list[dict] = []
 
     def keep(gen) -> None:
@@ -65,18 +65,13 @@ def recorded_run(env_id: str, workers: int, timesteps: int, flags: tuple[str, ..
                              "env_s": r.time_env, "infer_s": r.time_predict[0],
                              "glue_s": r.time_glue})  # fmt: skip
 
-    trainer = Trainer(cfg, pool=pool, log=lambda s: None, on_collected=keep, info=info)
+    trainer = Trainer.from_config(cfg, pool_factory=recording_pool, log=lambda s: None)
+    cfg = trainer.cfg
+    spans: list[list[float]] = []  # each generation's collection [start, end]
+    trainer.events.subscribe("collecting", lambda g: spans.append([time.perf_counter()]))
+    trainer.events.subscribe("collected", lambda gen: spans[-1].append(time.perf_counter()))
+    trainer.events.subscribe("collected", keep)
     trainer.start()
-    spans: list[tuple[float, float]] = []  # each generation's collection (start, end)
-    collect = trainer.dispatcher.collect
-
-    def timed_collect(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = collect(*args, **kwargs)
-        spans.append((t0, time.perf_counter()))
-        return out
-
-    trainer.dispatcher.collect = timed_collect
     rows: list[dict] = []
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:

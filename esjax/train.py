@@ -241,19 +241,13 @@ def _start(cfg: Config, resume: Path | None):
 
 def _start_locked(cfg: Config, resume: Path | None, lock: RunLock | None):
     """``_start`` once a resumed run is locked (``lock``); a new run is locked here."""
-    from esjax.rollout.envs import env_info
     from esjax.run.checkpoint import checkpoint_bytes
-    from esjax.run.resolve import resolve_config
     from esjax.run.state import load_run
     from esjax.run.trackers import check_trackers
     from esjax.trainer import Trainer
 
-    info = env_info(cfg.env, cfg.env_kwargs)
-    resolved, spec = resolve_config(cfg, info)
-    if resolved.envs_per_worker != cfg.envs_per_worker:
-        print(f"envs per worker: auto -> {resolved.envs_per_worker}", flush=True)
-    cfg = resolved
-    trainer = Trainer(cfg, info=info)
+    trainer = Trainer.from_config(cfg, log=lambda line: print(line, flush=True))
+    cfg, info, spec = trainer.cfg, trainer.info, trainer.spec
     try:
         if resume:
             trainer.restore(load_run(resume, "latest", cfg, info))
@@ -354,7 +348,7 @@ def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
         print(f"esjax: error: {e}", file=sys.stderr)
         return 1
     except CheckpointWriteError as e:
-        saved = trainer.saved_step
+        saved = trainer.recorder.saved_step
         after = (
             f"then resume from generation {saved} with: python -m esjax.train --resume {run_dir}"
             if saved is not None
@@ -373,9 +367,8 @@ def _train(trainer, run_dir: Path, resumed: bool = False) -> int:
 def _print_summary(trainer, run_dir: Path) -> None:
     t = trainer.state
     best = "none yet" if t.best_eval == -math.inf else f"{t.best_eval:.1f}"
-    best_ckpt = (
-        run_dir / "checkpoints" / str(trainer.best_step) if trainer.best_step is not None else None
-    )
+    best_step = trainer.recorder.best_step
+    best_ckpt = run_dir / "checkpoints" / str(best_step) if best_step is not None else None
     which = "best" if best_ckpt else "latest"
     print(
         f"done: {t.generation} generations, {t.timesteps:,} training timesteps "

@@ -1,8 +1,12 @@
-"""The one loop with side effects: collect a generation, tell ES, log, checkpoint."""
+"""The loop: collect a generation, tell the strategy, hand the row to the recorder.
+
+``Trainer.from_config`` is the one start recipe (config -> env info -> resolved config ->
+pool -> trainer) the CLI, the tests and the benchmarks use. ``advance`` is the generation
+step as a function; ``Events`` are what observers subscribe to instead of patching."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 import threading
 import time
@@ -18,44 +22,90 @@ from esjax.errors import NonFiniteError, StopRequested, WorkerError
 from esjax.rollout.dispatch import Dispatcher, Generation, UnitSequence
 from esjax.rollout.envs import EnvInfo, env_info
 from esjax.rollout.transport import WorkerPool
-from esjax.run.checkpoint import CheckpointStore, best_step_after
-from esjax.run.metrics import CsvLog, log_row, training_returns
+from esjax.run.checkpoint import CheckpointStore
+from esjax.run.metrics import log_row, training_returns
+from esjax.run.recorder import Recorder
 from esjax.run.resolve import make_pool, resolve_config
 from esjax.run.state import (
     LoadedRun,
     RunState,
     build_es,
-    checkpoint_meta,
     initial_state,
     jitted_tell,
     policy_spec,
     run_keys,
-    state_to_tree,
 )
 
-__all__ = ["Trainer"]
+__all__ = ["Events", "Trainer", "advance"]
+
+EVENTS = {
+    "collecting": "generation g's parameters are broadcast; collecting begins (g)",
+    "dispatched": "generation g's first episodes are out to the workers (g)",
+    "collected": "generation g's results are in, before the update (Generation)",
+    "updated": "the state after generation g and its log row (RunState, row)",
+    "checkpointed": "a checkpoint was written (its step)",
+}
+
+
+class Events:
+    """Named events of the loop (``EVENTS``); subscribers run in order, in the loop's
+    thread, with the event's arguments."""
+
+    def __init__(self):
+        self._subscribers: dict[str, list[Callable]] = {name: [] for name in EVENTS}
+
+    def subscribe(self, name: str, fn: Callable) -> None:
+        if name not in self._subscribers:
+            raise ValueError(f"no event {name!r}: one of {', '.join(EVENTS)}")
+        self._subscribers[name].append(fn)
+
+    def emit(self, name: str, *args) -> None:
+        for fn in self._subscribers[name]:
+            fn(*args)
+
+
+def advance(cfg: Config, s: RunState, gen: Generation, es_state, tell_info, seconds: float,
+            workers: int) -> tuple[RunState, dict]:  # fmt: skip
+    """The generation step: the run state after ``gen`` (collected from ``s``) was told
+    to the strategy (giving ``es_state`` and ``tell_info``) in ``seconds``, and its log row.
+    No I/O."""
+    obstat, ob_count = _merge_statistics(s.obstat, gen)
+    lengths = [r.length for unit in gen.train for r in unit]
+    # The best checkpoint is judged on the periodic evaluations when they are on.
+    evals = [r.ret for r in (gen.periodic if cfg.eval_every else gen.evals)]
+    gen_eval = float(np.mean(evals)) if evals else math.nan
+    state = RunState(
+        es=es_state,
+        obstat=obstat,
+        generation=s.generation + 1,
+        episodes=s.episodes + len(lengths),
+        timesteps=s.timesteps + sum(lengths),
+        env_steps=s.env_steps + gen.env_steps,
+        periodic_eval_steps=s.periodic_eval_steps + sum(r.length for r in gen.periodic),
+        time_elapsed=s.time_elapsed + seconds,
+        best_eval=max(s.best_eval, gen_eval) if evals else s.best_eval,
+        expected_length=float(np.mean(lengths)),
+        gen_policy=(np.asarray(s.theta), *obstat_mean_std(s.obstat)),
+    )
+    return state, log_row(gen, state, tell_info, ob_count, seconds, workers, cfg.reward_shift)
 
 
 class Trainer:
-    """Runs one run: its pool, its state, its log and checkpoints.
+    """Runs one run: its pool, its state, and its generations.
 
     ``cfg`` must be resolved (``esjax.run.resolve.resolve_config``; ``Trainer.from_config``
     does it); the trainer never changes it. ``pool``: any ``WorkerPool``, started by
-    ``start`` (default: ``make_pool`` for ``cfg.backend``). ``on_collected(generation)``
-    sees each generation's collected results before the update.
+    ``start`` (default: ``make_pool`` for ``cfg.backend``). ``events``: subscribe to
+    ``EVENTS``; ``recorder``: the log, checkpoints and best-checkpoint facts.
     """
 
     def __init__(self, cfg: Config, pool: WorkerPool | None = None,
-                 log: Callable[[str], None] = print,
-                 on_collected: Callable[[Generation], None] | None = None,
-                 info: EnvInfo | None = None):  # fmt: skip
+                 log: Callable[[str], None] = print, info: EnvInfo | None = None):  # fmt: skip
         if not cfg.envs_per_worker:
             raise ValueError("Trainer needs a resolved Config: use Trainer.from_config, or "
                              "esjax.run.resolve.resolve_config first")  # fmt: skip
-        self.cfg, self.log, self.on_collected = cfg, log, on_collected
-        self.info = info or env_info(
-            cfg.env, cfg.env_kwargs
-        )  # (a caller that made the env passes it)
+        self.cfg, self.log = cfg, log
+        self.info = info or env_info(cfg.env, cfg.env_kwargs)  # a caller with it passes it
         self.spec = policy_spec(cfg, self.info)
         self.num_params = self.spec.num_params
         self.es = build_es(cfg, self.num_params)
@@ -67,23 +117,32 @@ class Trainer:
             eval_prob=cfg.eval_prob, mirrored=cfg.mirrored_sampling,
             calc_obstat_prob=cfg.calc_obstat_prob if cfg.observation_normalization else 0.0,
         )  # fmt: skip
-        self.gen_eval = math.nan  # mean evaluation return of the last generation
-        self.best_step: int | None = None  # saved checkpoint with the best evaluation
-        self.best_step_eval = -math.inf
-        self.saved_step: int | None = None  # newest checkpoint on disk (saved or resumed)
+        self.events = Events()
+        self.recorder = Recorder(
+            cfg, self.spec, functools.partial(self.events.emit, "checkpointed")
+        )
+        self.events.subscribe("updated", lambda state, row: self.recorder.observe(row))
         self.pool: WorkerPool = pool if pool is not None else make_pool(cfg, self.spec, log)
         self.table = None  # the noise table, as a JAX array (once started)
         self._device = None  # the table's device: tell's state is committed to it
         self._warm_tell: threading.Thread | None = None
+        self.warm_up_errors: list[str] = []  # what failed in a warm-up thread (also logged)
         self.stop_requested = False  # set from a signal handler; checked at safe points
 
     @classmethod
-    def from_config(cls, cfg: Config, **kwargs) -> Trainer:
-        """A trainer for ``cfg`` with its derived values resolved (logged when auto)."""
-        info = env_info(cfg.env, cfg.env_kwargs)
-        resolved, _ = resolve_config(cfg, info)
+    def from_config(cls, cfg: Config, info: EnvInfo | None = None,
+                    pool_factory: Callable[[Config, object, Callable], WorkerPool] | None = None,
+                    **kwargs) -> Trainer:  # fmt: skip
+        """The start recipe: ``cfg``'s env info (unless given), its derived values resolved
+        (logged when auto), its pool (``pool_factory(cfg, spec, log)``, default
+        ``make_pool``), the trainer (not started)."""
+        info = info or env_info(cfg.env, cfg.env_kwargs)
+        resolved, spec = resolve_config(cfg, info)
+        log = kwargs.get("log", print)
         if resolved.envs_per_worker != cfg.envs_per_worker:
-            kwargs.get("log", print)(f"envs per worker: auto -> {resolved.envs_per_worker}")
+            log(f"envs per worker: auto -> {resolved.envs_per_worker}")
+        if pool_factory is not None:
+            kwargs["pool"] = pool_factory(resolved, spec, log)
         return cls(resolved, info=info, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -112,11 +171,20 @@ class Trainer:
         self.log(f"{len(self.pool.workers())} workers x {cfg.envs_per_worker} envs of {cfg.env}"
                  f" ready after {self.startup_s:.1f} s")  # fmt: skip
 
+    def _warm_up_failed(self, what: str, e: Exception) -> None:
+        """A warm-up only saves time: its failure is reported, and the real call (which
+        raises the error itself if it persists) does the work."""
+        line = f"warm-up of {what} failed ({type(e).__name__}: {e}); it compiles when first used"
+        self.warm_up_errors.append(line)
+        self.log(line)
+
     def _warm_sampler(self) -> None:
         """Sample the first block of units of the next generation (compiles the sampler;
         the block stays cached for the generation)."""
-        with contextlib.suppress(Exception):  # the real call reports any error
+        try:
             self.units.episodes(self.state.generation, 0)
+        except Exception as e:
+            self._warm_up_failed("the unit sampler", e)
 
     def _warm_update(self) -> None:
         """Compile the jitted ``tell`` (whatever wraps or replaces ``self.tell``) for a
@@ -125,11 +193,13 @@ class Trainer:
         parts = len(self.units.signs)
         n = -(-self.cfg.population_size // parts)
         zeros = np.zeros((n, parts), np.float32)
-        with contextlib.suppress(Exception):  # the real call reports any error
+        try:
             args = _pad_units(np.zeros(n, np.int32), zeros, zeros)
             # Blocks until the call has run, not only been dispatched: close() frees the
             # table once this thread is joined, and a call still reading it would crash.
             jax.block_until_ready(self._compiled_tell(self._committed_es(), self.table, *args))
+        except Exception as e:
+            self._warm_up_failed("the update", e)
 
     def _await_warm_update(self) -> None:
         if self._warm_tell is not None:
@@ -141,11 +211,17 @@ class Trainer:
         resume) and one returned by ``tell`` then share one compilation of ``tell``."""
         return jax.device_put(self.state.es, self._device)
 
+    def update_compilations(self) -> int:
+        """How many programs the jitted update has compiled in this process (one per
+        padded population size class, when states share a device)."""
+        return self._compiled_tell._cache_size()
+
     def close(self) -> None:
         """Stop the workers and free the noise table (safe to call twice)."""
         self._await_warm_update()  # it reads the table: done before the table goes
         self.table = None
         self.pool.close()
+        self.recorder.close()
 
     def budget_left(self) -> bool:
         cfg, s = self.cfg, self.state
@@ -158,59 +234,38 @@ class Trainer:
     def restore(self, run: LoadedRun) -> None:
         """Continue from a checkpoint read by ``esjax.run.state.load_run``."""
         self.state = run.state
-        eval_return, best_eval = run.meta.get("eval_return"), run.meta.get("best_eval")
-        self.gen_eval = math.nan if eval_return is None else eval_return
-        self.best_step = run.meta.get("best_step")
-        self.best_step_eval = -math.inf if best_eval is None else best_eval
-        self.saved_step = run.state.generation
+        self.recorder.restore(run.meta, run.state.generation)
 
     # -- the loop ----------------------------------------------------------------
     def train(self, run_dir: Path, on_generation: Callable[[dict], None] | None = None) -> None:
-        """Run generations until the budget is spent, logging to ``run_dir/log.csv`` and
-        checkpointing every ``snapshot_freq`` generations, after every generation whose
-        evaluation beats the best so far, and at the end."""
-        csv_log = CsvLog(Path(run_dir) / "log.csv")
-        store = CheckpointStore(run_dir, keep=self.cfg.keep_checkpoints)
-        saved = set(store.steps())
-
-        def save() -> None:
-            if self.state.generation not in saved:
-                self.save(store)
-                saved.add(self.state.generation)
-
-        pending: list[dict] = []  # the last generation's row, until logged and checkpointed
+        """Run generations until the budget is spent, recording each row in
+        ``run_dir`` (log.csv, ``on_generation``) and checkpointing every
+        ``snapshot_freq`` generations, after every new best evaluation, and at the end.
+        A generation's row and checkpoint are written once the next generation's first
+        episodes are out (the workers do not wait on the disk)."""
+        recorder = self.recorder
+        recorder.open(run_dir, sinks=(on_generation,) if on_generation else ())
+        pending: list[tuple[RunState, dict]] = []  # the last generation, until recorded
 
         def finish_generation() -> None:
-            """Log the last generation and checkpoint it if due. Runs once the next
-            generation's first episodes are out (the workers do not wait on the disk),
-            or after the last generation."""
-            if not pending:
-                return
-            row = pending.pop()
-            csv_log.write(row)
-            if on_generation:
-                on_generation(row)
-            freq = self.cfg.snapshot_freq
-            if (freq and self.state.generation % freq == 0) or (
-                self.gen_eval > self.best_step_eval  # NaN compares False
-            ):
-                save()  # a new best evaluation is always kept
+            if pending:
+                recorder.record(*pending.pop())
 
         try:
             while self.budget_left():
-                pending.append(self.step(while_running=finish_generation))
+                row = self.step(while_running=finish_generation)
+                pending.append((self.state, row))
             finish_generation()
-            save()
+            recorder.finish(self.state)
         except (StopRequested, NonFiniteError, WorkerError):
             finish_generation()  # the row of the last completed generation, if not yet out
-            save()  # the last completed generation (finite θ); workers failing leave it intact
+            recorder.finish(self.state)  # the last completed generation (finite θ)
             raise
         finally:
-            csv_log.close()
-            store.close()
+            recorder.close()
 
     def step(self, while_running: Callable[[], None] | None = None) -> dict:
-        """One generation: collect → tell → check → merge statistics; its log row.
+        """One generation: collect → tell → ``advance``; its log row.
         ``while_running()`` runs once the generation's first episodes are out.
 
         The state is replaced only at the end, so an exception leaves it as it was."""
@@ -218,51 +273,33 @@ class Trainer:
             raise StopRequested
         cfg, s = self.cfg, self.state
         t0 = time.perf_counter()
-        theta = np.asarray(s.theta)
         ob_mean, ob_std = obstat_mean_std(s.obstat)
-        self.pool.broadcast_params(s.generation, theta, ob_mean, ob_std, self._sigma())
+        self.pool.broadcast_params(s.generation, np.asarray(s.theta), ob_mean, ob_std,
+                                   self._sigma())  # fmt: skip
         n_eval = self.periodic_evals(s.generation)
+        self.events.emit("collecting", s.generation)
+
+        def dispatched() -> None:
+            self.events.emit("dispatched", s.generation)
+            if while_running is not None:
+                while_running()
+
         gen = self.dispatcher.collect(
             s.generation, self.units.with_evals(s.generation, n_eval),
             min_episodes=cfg.population_size, min_timesteps=cfg.timesteps_per_gen,
             expected_length=s.expected_length, should_stop=lambda: self.stop_requested,
-            eval_units=n_eval, while_running=while_running,
+            eval_units=n_eval, while_running=dispatched,
         )  # fmt: skip
-        if self.on_collected is not None:
-            self.on_collected(gen)
+        self.events.emit("collected", gen)
         es_state, tell_info = self.update(gen)
-        obstat, ob_count = _merge_statistics(s.obstat, gen)
-        dt = time.perf_counter() - t0
-        lengths = [r.length for unit in gen.train for r in unit]
-        # The best checkpoint is judged on the periodic evaluations when they are on.
-        evals = [r.ret for r in (gen.periodic if cfg.eval_every else gen.evals)]
-        self.gen_eval = float(np.mean(evals)) if evals else math.nan
-        self.state = RunState(
-            es=es_state,
-            obstat=obstat,
-            generation=s.generation + 1,
-            episodes=s.episodes + len(lengths),
-            timesteps=s.timesteps + sum(lengths),
-            env_steps=s.env_steps + gen.env_steps,
-            periodic_eval_steps=s.periodic_eval_steps + sum(r.length for r in gen.periodic),
-            time_elapsed=s.time_elapsed + dt,
-            best_eval=max(s.best_eval, self.gen_eval) if evals else s.best_eval,
-            expected_length=float(np.mean(lengths)),
-            gen_policy=(theta, ob_mean, ob_std),
-        )
+        state, row = advance(cfg, s, gen, es_state, tell_info, time.perf_counter() - t0,
+                             len(self.pool.workers()))  # fmt: skip
         lost, joined = self.pool.nodes_lost, self.pool.nodes_joined
-        row = log_row(
-            gen,
-            self.state,
-            tell_info,
-            ob_count,
-            dt,
-            len(self.pool.workers()),
-            self.cfg.reward_shift,
-        )
         row["NodesLost"] = lost - self._pool_counts[0]
         row["NodesJoined"] = joined - self._pool_counts[1]
         self._pool_counts = (lost, joined)
+        self.state = state
+        self.events.emit("updated", state, row)
         return row
 
     def _sigma(self):
@@ -296,16 +333,8 @@ class Trainer:
         return es_state, info
 
     def save(self, store: CheckpointStore) -> None:
-        """Checkpoint the full state after the current generation."""
-        step = self.state.generation
-        best_step, best_eval = best_step_after(
-            {"best_step": self.best_step, "best_eval": self.best_step_eval}, step, self.gen_eval
-        )
-        meta = checkpoint_meta(self.cfg, self.spec, self.state, self.gen_eval, best_step,
-                               best_eval)  # fmt: skip
-        store.save(step, state_to_tree(self.state), meta)  # raises: nothing changes here
-        self.best_step, self.best_step_eval = best_step, best_eval
-        self.saved_step = step
+        """Checkpoint the current state into ``store`` (the recorder's ``save``)."""
+        self.recorder.save(self.state, store)
 
 
 def _merge_statistics(obstat: ObStat, gen: Generation) -> tuple[ObStat, int]:

@@ -71,7 +71,8 @@ def run(cfg: Config, generations: int = GENERATIONS, during=None):
     """(log rows, final θ, collected Generations, trainer's pool facts) of ``generations``
     generations; ``during(trainer, gen_index)`` is installed as a hook on the pool's recv."""
     collected = []
-    trainer = Trainer.from_config(cfg, log=lambda s: None, on_collected=collected.append)
+    trainer = Trainer.from_config(cfg, log=lambda s: None)
+    trainer.events.subscribe("collected", collected.append)
     trainer.start()
     try:
         rows = []
@@ -209,8 +210,8 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
             )
 
     collected = []
-    trainer = Trainer.from_config(ray_cfg(cluster), log=lambda s: None,
-                                  on_collected=collected.append)  # fmt: skip
+    trainer = Trainer.from_config(ray_cfg(cluster), log=lambda s: None)
+    trainer.events.subscribe("collected", collected.append)
     trainer.start()
     try:
         rows, t_gen = [], []

@@ -18,8 +18,8 @@ BASE = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=200_000, hidden
 def first_generation(**options):
     """(θ before, θ after, the Generation, log row) of generation 0 with these options."""
     collected = []
-    trainer = Trainer.from_config(Config(**{**BASE, **options}), log=lambda s: None,
-                                  on_collected=collected.append)  # fmt: skip
+    trainer = Trainer.from_config(Config(**{**BASE, **options}), log=lambda s: None)
+    trainer.events.subscribe("collected", collected.append)
     trainer.start()
     try:
         before = np.asarray(trainer.state.theta)
@@ -112,8 +112,8 @@ def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_tra
 
 def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
     collected = []
-    trainer = Trainer.from_config(Config(**{**BASE, "reward_shift": 1.5}), log=lambda s: None,
-                                  on_collected=collected.append)  # fmt: skip
+    trainer = Trainer.from_config(Config(**{**BASE, "reward_shift": 1.5}), log=lambda s: None)
+    trainer.events.subscribe("collected", collected.append)
     seen = {}
     tell = trainer.tell
 
@@ -174,31 +174,19 @@ def test_workers_that_keep_failing_end_the_run_after_a_checkpoint(tmp_path):
     store.close()
 
 
-def test_each_generation_is_logged_and_checkpointed_while_the_next_one_runs(tmp_path, monkeypatch):
+def test_each_generation_is_logged_and_checkpointed_while_the_next_one_runs(tmp_path):
     """The workers do not wait on the disk: generation g's log row and checkpoint are
     written once generation g + 1's first episodes are out (the last generation's after
-    it); every row and checkpoint is there at the end, and the update compiled once."""
+    it); every row and checkpoint is there at the end, and the update compiled once. Seen
+    through the trainer's events."""
     from esjax.run import checkpoint
 
     events = []
-    real_save = checkpoint.CheckpointStore.save
-
-    def save(store, step, *args, **kwargs):
-        events.append(("save", step))
-        return real_save(store, step, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint.CheckpointStore, "save", save)
     cfg = Config(**{**BASE, "max_generations": 3, "snapshot_freq": 1})
     trainer = Trainer.from_config(cfg, log=lambda s: None)
+    trainer.events.subscribe("dispatched", lambda g: events.append(("sent", g)))
+    trainer.events.subscribe("checkpointed", lambda step: events.append(("save", step)))
     trainer.start()
-    real_send = trainer.pool.send
-
-    def send(slot, ep):
-        if ("sent", ep.gen) not in events:  # its first episode out
-            events.append(("sent", ep.gen))
-        real_send(slot, ep)
-
-    trainer.pool.send = send
     try:
         trainer.train(tmp_path, on_generation=lambda row: events.append(("row", row["Generation"])))
     finally:
@@ -206,4 +194,48 @@ def test_each_generation_is_logged_and_checkpointed_while_the_next_one_runs(tmp_
     assert events == [("sent", 0), ("sent", 1), ("row", 0), ("save", 1),
                       ("sent", 2), ("row", 1), ("save", 2), ("row", 2), ("save", 3)]  # fmt: skip
     assert checkpoint.CheckpointStore(tmp_path).steps() == [1, 2, 3]
-    assert trainer._compiled_tell._cache_size() == 1  # a start's state and tell's share it
+    assert trainer.update_compilations() == 1  # a start's state and tell's share it
+    assert trainer.warm_up_errors == []
+
+
+def test_events_follow_each_generation_and_unknown_names_are_refused():
+    seen = []
+    trainer = Trainer.from_config(Config(**{**BASE, "max_generations": 2}), log=lambda s: None)
+    for name in ("collecting", "dispatched", "collected", "updated"):
+        trainer.events.subscribe(name, lambda *args, name=name: seen.append(name))
+    with pytest.raises(ValueError, match="no event 'done'"):
+        trainer.events.subscribe("done", print)
+    trainer.start()
+    try:
+        trainer.step()
+    finally:
+        trainer.close()
+    assert seen == ["collecting", "dispatched", "collected", "updated"]
+
+
+def test_a_failed_warm_up_is_reported_and_the_run_goes_on():
+    """The update's warm-up compiles it ahead; when that fails, the trainer says so in one
+    line and the first generation compiles it itself."""
+    lines = []
+    trainer = Trainer.from_config(Config(**BASE), log=lines.append)
+    calls, real = [], trainer._compiled_tell
+
+    def tell(*args):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory while compiling")
+        return real(*args)
+
+    trainer._compiled_tell = tell
+    trainer.tell = tell
+    trainer.start()
+    try:
+        row = trainer.step()
+    finally:
+        trainer.close()
+    assert row["Generation"] == 0 and len(calls) == 2
+    assert trainer.warm_up_errors == [
+        "warm-up of the update failed (RuntimeError: out of memory while compiling); it "
+        "compiles when first used"
+    ]
+    assert trainer.warm_up_errors[0] in lines
