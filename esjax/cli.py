@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"esjax: error: unknown command {name!r}: choose one of "
               f"{', '.join(COMMANDS)} (see esjax --help)", file=sys.stderr)  # fmt: skip
         return 2
-    from esjax.config import OneLineParser
+    from esjax.parsing import OneLineParser
 
     OneLineParser.invoked_as = f"esjax {name}"
     try:

@@ -6,13 +6,11 @@ with the field's ``help`` as its help text.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from esjax.core.strategies import (
@@ -26,6 +24,11 @@ from esjax.core.strategies import (
     strategy_values,
 )
 from esjax.errors import ConfigError
+from esjax.option_values import (
+    env_kwargs_items,
+    hidden_dims_tuple,
+    type_problem,
+)
 
 # Choice lists, as data (tests/test_config_cli.py checks them against the implementations:
 # esjax.core.fitness, esjax.core.optim, esjax.core.policy, esjax.run.trackers).
@@ -36,63 +39,8 @@ BACKENDS = ("local", "ray", "inline")
 TRACKERS = ("tensorboard", "wandb")  # esjax.run.trackers
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors on one line and a pointer to --help (no usage wall).
-    ``invoked_as``: the program name to show instead of ``prog`` (the ``esjax`` command
-    sets it to e.g. 'esjax train')."""
-
-    invoked_as: str | None = None
-
-    def __init__(self, *args, **kwargs):
-        if OneLineParser.invoked_as:
-            kwargs["prog"] = OneLineParser.invoked_as
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        """argparse's own errors (a bad flag or value): one line and where to look."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-    def fail(self, message: str):
-        """esjax's own one-line errors, which name their fix: exit code 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless it is None or its help already states it."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        empty = action.default in (None, argparse.SUPPRESS) or action.default == []
-        if empty or "default" in text.lower():
-            return text
-        return super()._get_help_string(action)
-
-
 def _opt(default, help: str, **meta):
     return field(default=default, metadata={"help": help, **meta})
-
-
-def envs_per_worker_arg(text: str) -> int:
-    """The CLI's --envs-per-worker: 'auto' is 0; otherwise a count >= 1."""
-    if text == "auto":
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 1:
-        raise ValueError(f"--envs-per-worker must be >= 1, or auto (got {text})")
-    return value
-
-
-def hidden_dims_arg(text: str) -> int | str:
-    """The CLI's --hidden-dims tokens: layer sizes, or the single word 'linear'."""
-    if text == "linear":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"--hidden-dims takes layer sizes or 'linear' (got {text})") from None
 
 
 @dataclass(frozen=True)
@@ -292,8 +240,8 @@ class Config:
                 raise ConfigError(problem)
             if f.type.startswith("float") and getattr(self, f.name) is not None:
                 object.__setattr__(self, f.name, float(getattr(self, f.name)))
-        object.__setattr__(self, "hidden_dims", _hidden_dims(self.hidden_dims))
-        object.__setattr__(self, "env_kwargs", _env_kwargs(self.env_kwargs))
+        object.__setattr__(self, "hidden_dims", hidden_dims_tuple(self.hidden_dims))
+        object.__setattr__(self, "env_kwargs", env_kwargs_items(self.env_kwargs))
         object.__setattr__(self, "logger", _loggers(self.logger))
         for problem in strategy_problems(self):
             raise ConfigError(problem)
@@ -331,10 +279,6 @@ class Config:
         return cls(**d)
 
 
-_KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number",
-          "str": "a string"}  # fmt: skip
-
-
 @functools.cache
 def _field_types() -> dict[str, str]:
     """Option name -> its annotation (as text), computed once."""
@@ -342,92 +286,8 @@ def _field_types() -> dict[str, str]:
 
 
 def field_type_problem(name: str, value: Any) -> str | None:
-    """One line if ``value`` is not of option ``name``'s type (presets, config.json and
-    the Python API give values as they are: a string "false" is not false); None if it is."""
-    import numbers
-
-    ftype = _field_types()[name]
-    base = ftype.replace(" | None", "")
-    if value is None and base != ftype:
-        return None
-    if base == "bool":
-        ok = isinstance(value, bool)
-    elif base == "int":
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    elif base == "float":
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    elif base == "str":
-        ok = isinstance(value, str)
-    elif base == "tuple[int, ...]":  # hidden_dims: sizes, or the word linear
-        items = [value] if isinstance(value, str) else value
-        ok = isinstance(items, (list, tuple)) and all(
-            (isinstance(x, numbers.Integral) and not isinstance(x, bool)) or x == "linear"
-            for x in items
-        )
-        base = "a list of layer sizes, or linear"
-    elif name == "env_kwargs":  # KEY=VALUE strings, or a table (a preset's [env_kwargs])
-        ok = isinstance(value, dict) or (
-            isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
-        )
-        base = "a list of KEY=VALUE strings (or a table)"
-    else:  # tuple[str, ...]: logger
-        items = [value] if isinstance(value, str) else value
-        ok = isinstance(items, (list, tuple)) and all(isinstance(x, str) for x in items)
-        base = "a list of names"
-    if ok:
-        return None
-    return f"option {name} (--{_flag(name)}) must be {_KINDS.get(base, base)} (got {value!r})"
-
-
-def _toml_literal(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string
-    return repr(value)
-
-
-def _env_kwargs(value) -> tuple[str, ...]:
-    """--env-kwarg items as KEY=VALUE strings (a table's items spelled so), checked."""
-    if isinstance(value, dict):
-        value = [f"{k}={_toml_literal(v)}" for k, v in value.items()]
-    items = tuple(value or ())
-    env_kwargs_dict(items)  # ConfigError for a malformed item
-    return items
-
-
-def env_kwargs_dict(items: tuple[str, ...]) -> dict:
-    """``("KEY=VALUE", ...)`` (--env-kwarg, VALUE a TOML literal) -> {KEY: value};
-    ConfigError (one line) for a malformed item."""
-    import tomllib
-
-    out: dict = {}
-    for item in items:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key.isidentifier():
-            raise ConfigError(f"--env-kwarg takes KEY=VALUE (got {item!r})")
-        try:
-            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            raise ConfigError(
-                f"--env-kwarg {item}: the value must be a TOML literal (a number, true/false, "
-                f"or a quoted string: {key}='text')"
-            ) from None
-    return out
-
-
-def _hidden_dims(value) -> tuple[int, ...]:
-    """Layer sizes from a tuple, a list (TOML) or 'linear' (also as a one-item list)."""
-    items = [value] if isinstance(value, str) else list(value)
-    if items == ["linear"]:
-        return ()
-    try:
-        return tuple(int(h) for h in items)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"--hidden-dims takes layer sizes or the word linear (got {items})"
-        ) from None
+    """One line if ``value`` is not of option ``name``'s type; None if it is."""
+    return type_problem(name, _field_types()[name], value)
 
 
 def _loggers(value) -> tuple[str, ...]:
@@ -517,27 +377,6 @@ def _value_problems(c: Config):
             f"--return-proc-mode {c.return_proc_mode} has no effect with --no-fitness-shaping: "
             "turn fitness shaping on or leave the mode at centered_rank"
         )
-
-
-def load_run_config(run_dir: Path) -> Config:
-    """The Config saved in ``run_dir/config.json``; ConfigError (one line) otherwise."""
-    run_dir = Path(run_dir)
-    if run_dir.is_file():
-        raise ConfigError(f"{run_dir} is a file, not a run directory: give the run's "
-                          f"folder ({run_dir.parent})")  # fmt: skip
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no config.json, so it is not an esjax run directory")
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it"
-        ) from None
-    except (TypeError, ConfigError) as e:
-        raise ConfigError(f"{path} is not a valid esjax config: {e}") from None
 
 
 # Options a resumed run may change: they do not alter what the saved state means.

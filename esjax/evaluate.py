@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import DefaultsFormatter, OneLineParser
 from esjax.errors import ConfigError
+from esjax.parsing import DefaultsFormatter, OneLineParser
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esjax.config import DefaultsFormatter, OneLineParser
 from esjax.errors import ConfigError
+from esjax.parsing import DefaultsFormatter, OneLineParser
 from esjax.run.portable import Policy, PortablePolicy, portable_policy
 from esjax.run.rundir import write_atomically
 

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from esjax.config import OneLineParser
+from esjax.parsing import OneLineParser
 
 X_COLUMNS = {"timesteps": "TimestepsSoFar", "time": "TimeElapsed", "generation": "Generation"}
 X_LABELS = {"timesteps": "timesteps", "time": "seconds", "generation": "generation"}

@@ -18,17 +18,19 @@ from esjax.config import (
     RESUMABLE_OVERRIDES,
     TRACKERS,
     Config,
+)
+from esjax.errors import ConfigError
+from esjax.parsing import (
     DefaultsFormatter,
     OneLineParser,
     envs_per_worker_arg,
     hidden_dims_arg,
-    load_run_config,
 )
-from esjax.errors import ConfigError
 from esjax.run.rundir import (
     RunLock,
     check_free_space,
     create_run_dir,
+    load_run_config,
     record_machine,
     truncate_log,
     write_config,

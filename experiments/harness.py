@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 
 from esjax.run.provenance import REPO, git_commit, machine
-from esjax.seeds import SeedRun, eval_curve, first_reach, median_reach, run_seeds
+from esjax.run.seed_stats import eval_curve, first_reach, median_reach
+from esjax.seeds import SeedRun, run_seeds
 
 __all__ = ["QUICK_FLAGS", "REPO", "RunResult", "eval_curve", "first_reach", "git_commit",
            "machine", "median_reach", "preset_seeds", "pyplot", "run_seed", "save_figure",

@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from esjax.seeds import aggregate, plot_seeds
+from esjax.run.seed_stats import aggregate, plot_seeds
 from experiments.harness import (
     QUICK_FLAGS,
     REPO,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from esjax.seeds import bootstrap_ci, iqm, plot_seeds, summarize
+from esjax.run.seed_stats import bootstrap_ci, iqm, plot_seeds, summarize
 
 from .helpers import run_module
 

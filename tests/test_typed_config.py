@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from esjax.config import Config, load_run_config
+from esjax.config import Config
 from esjax.errors import ConfigError
 from esjax.presets import load_preset
+from esjax.run.rundir import load_run_config
 from tests.helpers import run_module
 
 WRONG = [  # (key, value as TOML, what the message says)

@@ -12,8 +12,8 @@ from typing import NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from esjax.config import env_kwargs_dict
 from esjax.errors import ConfigError
+from esjax.option_values import env_kwargs_dict
 from esjax.quiet import silenced_stdout
 
 _registered = False

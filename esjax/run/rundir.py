@@ -178,3 +178,24 @@ class RunLock:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The Config saved in ``run_dir/config.json``; ConfigError (one line) otherwise."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ConfigError(f"{run_dir} is a file, not a run directory: give the run's "
+                          f"folder ({run_dir.parent})")  # fmt: skip
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.json, so it is not an esjax run directory")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it"
+        ) from None
+    except (TypeError, ConfigError) as e:
+        raise ConfigError(f"{path} is not a valid esjax config: {e}") from None

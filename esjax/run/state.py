@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from esjax.config import Config, load_run_config
+from esjax.config import Config
 from esjax.core.es import ES
 from esjax.core.obstat import ObStat, obstat_init, obstat_mean_std
 from esjax.core.optim import make_optimizer
@@ -26,6 +26,7 @@ from esjax.core.policy import PolicySpec, policy_init
 from esjax.core.strategies import ES_OPTIONS, build_strategy, state_extras, state_of
 from esjax.errors import ConfigError
 from esjax.rollout.envs import EnvInfo, env_info
+from esjax.run.rundir import load_run_config
 
 
 class RunState(NamedTuple):
@@ -180,6 +181,17 @@ class LoadedRun(NamedTuple):
         return (np.asarray(self.state.theta), *obstat_mean_std(self.state.obstat))
 
 
+def restore_template(cfg: Config, spec: PolicySpec) -> dict:
+    """The checkpoint tree's structure, shapes and dtypes for ``cfg`` and ``spec`` (what
+    orbax restores into): zeros, with no initial policy drawn."""
+    theta = np.zeros(spec.num_params, np.float32)
+    ob = np.zeros(spec.ob_dim, np.float32)
+    counters = dict.fromkeys(_COUNTERS, 0)
+    es = build_es(cfg, spec.num_params).init(theta)
+    state = RunState(es, obstat_init(spec.ob_dim), gen_policy=(theta, ob, ob), **counters)
+    return state_to_tree(state)
+
+
 def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = None,
              info: EnvInfo | None = None) -> LoadedRun:  # fmt: skip
     """Checkpoint ``which`` ('latest', 'best' or a generation) of ``run_dir``, read-only.
@@ -196,7 +208,7 @@ def load_run(run_dir: Path, which: str | int = "latest", cfg: Config | None = No
     try:
         step = store.resolve(which)
         check_meta(cfg, spec.num_params, store.load_meta(step))
-        template = state_to_tree(initial_state(cfg, info))
+        template = restore_template(cfg, spec)
         tree, meta = store.load(step, template)
     finally:
         store.close()
