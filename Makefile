@@ -75,6 +75,7 @@ reproduce: setup
 lint: setup
 	$(VENV)/bin/ruff check esjax tests experiments
 	$(VENV)/bin/ruff format --check esjax tests experiments
+	$(VENV)/bin/mypy  # the seams: [tool.mypy] files in pyproject.toml
 
 format: setup
 	$(VENV)/bin/ruff format esjax tests experiments

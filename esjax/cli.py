@@ -18,7 +18,7 @@ COMMANDS = {
 
 def version_line() -> str:
     from esjax import __version__
-    from esjax.run.provenance import git_commit
+    from esjax.provenance import git_commit
 
     return f"esjax {__version__} (commit {git_commit()})"
 

@@ -318,7 +318,7 @@ def _problems(c: Config):
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
-    from esjax.rollout.train_reward import parse_train_reward
+    from esjax.option_values import parse_train_reward
 
     try:
         parse_train_reward(c.train_reward)

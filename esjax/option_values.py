@@ -5,6 +5,7 @@ ConfigError otherwise)."""
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from typing import Any
 
@@ -104,3 +105,35 @@ def hidden_dims_tuple(value) -> tuple[int, ...]:
         raise ConfigError(
             f"--hidden-dims takes layer sizes or the word linear (got {items})"
         ) from None
+
+
+TrainReward = tuple[tuple[str, float], ...]  # ((term, weight), ...) in the order given
+
+
+def parse_train_reward(text: str) -> TrainReward:
+    """``"a=1,b=-0.5"`` -> (("a", 1.0), ("b", -0.5)); "" -> () (the stock reward).
+    ConfigError (one line) for a malformed pair, a repeated term or a non-finite weight."""
+    pairs: list[tuple[str, float]] = []
+    for item in (p.strip() for p in text.replace(" ", ",").split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        try:
+            weight = float(value) if eq and name else math.nan
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight):
+            raise ConfigError(
+                f"--train-reward takes TERM=WEIGHT pairs separated by commas, e.g. "
+                f"progress=1,constant=0.01 (got {item!r})"
+            )
+        if name in dict(pairs):
+            raise ConfigError(f"--train-reward names {name} twice: give each term once")
+        pairs.append((name, weight))
+    return tuple(pairs)
+
+
+def format_train_reward(reward: TrainReward) -> str:
+    """The spelling ``parse_train_reward`` reads back to ``reward``."""
+    return ",".join(f"{name}={weight!r}" for name, weight in reward)

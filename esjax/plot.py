@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import math
 import sys
 from pathlib import Path
 
 from esjax.parsing import OneLineParser
+from esjax.run.metrics import read_log
 
 X_COLUMNS = {"timesteps": "TimestepsSoFar", "time": "TimeElapsed", "generation": "Generation"}
 X_LABELS = {"timesteps": "timesteps", "time": "seconds", "generation": "generation"}
-
-
-def read_log(run_dir: Path) -> dict[str, list[float]]:
-    """Columns of ``run_dir/log.csv`` as float lists (empty cells -> NaN)."""
-    path = run_dir / "log.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no log.csv: is it an esjax run directory?")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path} has no generations yet")
-    return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}
 
 
 def plot_runs(run_dirs: list[Path], out: Path, x: str = "timesteps") -> None:

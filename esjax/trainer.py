@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -123,7 +124,7 @@ class Trainer:
         )
         self.events.subscribe("updated", lambda state, row: self.recorder.observe(row))
         self.pool: WorkerPool = pool if pool is not None else make_pool(cfg, self.spec, log)
-        self.table = None  # the noise table, as a JAX array (once started)
+        self.table: Any = None  # the noise table, as a JAX array (once started)
         self._device = None  # the table's device: tell's state is committed to it
         self._warm_tell: threading.Thread | None = None
         self.warm_up_errors: list[str] = []  # what failed in a warm-up thread (also logged)
@@ -342,7 +343,7 @@ def _merge_statistics(obstat: ObStat, gen: Generation) -> tuple[ObStat, int]:
     order (evaluation rollouts gather none): (new statistics, observations added)."""
     count = 0
     for r in (r for unit in gen.train for r in unit):
-        if r.ob_count:
+        if r.ob_count and r.ob_sum is not None and r.ob_sumsq is not None:
             obstat = obstat_merge(obstat, ObStat(r.ob_sum, r.ob_sumsq, r.ob_count))
             count += r.ob_count
     return obstat, count

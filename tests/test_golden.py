@@ -3,7 +3,7 @@
 The logs and θ in tests/golden/ were recorded by ``python -m tests.golden.record`` (its
 docstring says on which commit) on worker processes; every deterministic log column and
 the final θ must be equal bit for bit, rerun here in this process (``--backend inline``)
-in another layout. The Ray case is in tests/test_ray.py; worker processes in other
+in another layout. The Ray case is in tests/rollout/test_ray.py; worker processes in other
 layouts: tests/test_determinism.py and tests/test_strategies.py.
 """
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from esjax.run.state import load_run
+from tests.rollout.test_envs import zero_action_episode
 
 from .helpers import only_run_dir, read_log, train
-from .test_envs import zero_action_episode
 
 pytestmark = pytest.mark.integration
 

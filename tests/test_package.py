@@ -39,7 +39,7 @@ def test_a_wheel_installed_outside_the_checkout_trains_as_the_checkout(tmp_path)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True, capture_output=True)  # fmt: skip
-    from esjax.run.provenance import git_commit
+    from esjax.provenance import git_commit
 
     assert (site / "esjax" / "BUILD_COMMIT").read_text().strip() == git_commit().split("+")[0]
     assert sorted(p.name for p in (site / "esjax" / "presets").glob("*.toml")) == sorted(

@@ -34,7 +34,7 @@ import numpy as np
 from esjax.core.schedule import UNIT_BLOCK, eval_env_seeds, sample_units
 from esjax.errors import NonFiniteError, StopRequested, WorkerDied, WorkerError
 from esjax.rollout.messages import Aborted, Episode, EpisodeResult, Finished, NonFinite, Received
-from esjax.rollout.transport import START_TIMEOUT_S, WorkerPool
+from esjax.rollout.transport import START_TIMEOUT_S, EpisodeQueues, WorkerPool
 
 __all__ = ["Dispatcher", "Generation", "UnitSequence", "WorkerPool"]
 
@@ -117,7 +117,7 @@ class Dispatcher:
     STALL_TIMEOUT_S = 120.0
     START_TIMEOUT_S = START_TIMEOUT_S  # a replacement is silent while it starts (imports, envs)
 
-    def __init__(self, pool: WorkerPool, stall_timeout_s: float = STALL_TIMEOUT_S,
+    def __init__(self, pool: EpisodeQueues, stall_timeout_s: float = STALL_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic):  # fmt: skip
         self.pool, self.clock = pool, clock
         self.stall_timeout_s = stall_timeout_s

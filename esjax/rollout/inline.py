@@ -45,6 +45,7 @@ class InlinePool(Transport):
         self.await_ready(set(range(self.num_workers)))
 
     def _new_runner(self, slot: int) -> EpisodeRunner:
+        assert self.table is not None  # started
         runner = make_runner(self.cfg, self.table)
         self._buffer.append((slot, Ready()))
         if self._params is not None:

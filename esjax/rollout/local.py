@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing import resource_tracker, shared_memory
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class SharedNoiseTable:
                 self._shm = shared_memory.SharedMemory(name=name)
             finally:
                 resource_tracker.register = register
-        self.array = np.ndarray((size,), np.float32, buffer=self._shm.buf)
+        self.array: np.ndarray | None = np.ndarray((size,), np.float32, buffer=self._shm.buf)
         if self._owner:
             fill_noise_table(self.array, 0 if seed is None else seed)
 
@@ -108,6 +109,7 @@ def worker_main(cfg: WorkerConfig, noise_name: str, task_q, conn) -> None:
     _die_with_parent()
     try:
         noise = SharedNoiseTable(cfg.noise_size, name=noise_name)
+        assert noise.array is not None
         runner = make_runner(cfg, noise.array)
         conn.send(Ready())
         serve_episodes(runner, task_q, conn.send)
@@ -144,6 +146,7 @@ class LocalPool(Transport):
         self.restarts = 0  # over the pool's life
 
     def _spawn(self, slot: int) -> None:
+        assert self.noise is not None  # started
         q = self._ctx.Queue()
         reader, writer = self._ctx.Pipe(duplex=False)
         p = self._ctx.Process(target=worker_main, args=(self.cfg, self.noise.name, q, writer),
@@ -198,7 +201,8 @@ class LocalPool(Transport):
         """Move every message that arrives within ``wait`` seconds into the buffer, and
         note the slots whose process is gone (pipe at EOF, or an exit code)."""
         live = {self.conns[s]: s for s in range(len(self.conns)) if s not in self._dead}
-        for conn in mp.connection.wait(list(live), timeout=wait):
+        ready: list[Any] = mp.connection.wait(list(live), timeout=wait)  # our pipes' ends
+        for conn in ready:
             slot = live[conn]
             try:
                 while conn.poll():

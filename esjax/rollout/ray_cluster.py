@@ -25,7 +25,7 @@ import warnings
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -237,8 +237,13 @@ class Node:
     table: object = None  # ObjectRef of its noise table
     facts: object = None  # ObjectRef of (checksum, numpy version), until checked
     checked: bool = False
-    lost: bool = False
-    slots: list[int] = field(default_factory=list)  # its workers' slots
+    lost: bool = False  # it ran workers and is gone (counted: NodeTables.lose)
+    left_out: bool = False  # never used: no room for its table, or its table failed
+
+    @property
+    def usable(self) -> bool:
+        """Checked, and neither lost nor left out: it may get workers."""
+        return self.checked and not self.lost and not self.left_out
 
 
 class NodeTables:
@@ -336,13 +341,13 @@ class NodeTables:
                 self.check_store(info)
             except RayBackendError as e:
                 self.log(f"ray: node left out: {e}")
-                self.nodes[node_id] = Node(node_id, info["NodeManagerAddress"], 0, lost=True)
+                self.nodes[node_id] = Node(node_id, info["NodeManagerAddress"], 0, left_out=True)
                 continue
             self.build(info)
             self.log(f"ray: node {info['NodeManagerAddress']} joined; building its table")
         ready = []
         for node in self.nodes.values():
-            if node.lost:
+            if node.lost or node.left_out:
                 continue
             if node.node_id not in alive:
                 self.lose(node)
@@ -351,10 +356,31 @@ class NodeTables:
                 if self.check(node, timeout=0):
                     ready.append(node)
             except self.ray.exceptions.RayError as e:
-                node.lost = True
+                node.left_out, node.table = True, None  # it never ran workers: not lost
                 self.log(f"ray: node {node.address} left out: {one_line(e)}")
         return ready
 
     def close(self) -> None:
         self.table = self._table_obj = None
         self.nodes.clear()
+
+
+def machine_mismatch(node_machines: dict[str, dict], nodes: dict[str, Node]) -> str | None:
+    """One line naming the nodes whose machine differs from the driver's in what changes
+    results (``esjax.provenance.result_differences``), or None when none does."""
+    from esjax.provenance import machine_record, result_differences
+
+    mine = machine_record()
+    differ = []
+    for node_id, record in sorted(node_machines.items()):
+        changed = result_differences(mine, record or {})
+        if changed:
+            name = nodes[node_id].address if node_id in nodes else node_id[:8]
+            differ.append(f"{name}: {', '.join(changed)}")
+    if not differ:
+        return None
+    return (
+        "ray: warning: nodes differ from this machine in what changes results ("
+        + "; ".join(differ)
+        + "): results will not be bit-identical to a local run"
+    )

@@ -26,6 +26,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from esjax.rollout.ray_cluster import (
     NodeTables,
     RaySession,
     import_ray,
+    machine_mismatch,
     one_line,
 )
 from esjax.rollout.transport import START_TIMEOUT_S, Transport
@@ -74,7 +77,7 @@ class RolloutActor:
 
     def ready(self) -> dict:
         """Where this actor runs, and what its table looks like from here."""
-        from esjax.run.provenance import machine_record
+        from esjax.provenance import machine_record
 
         return {"node": self.node_id, "pid": os.getpid(), "table_address": self.table.ctypes.data,
                 "machine": machine_record()}  # fmt: skip
@@ -111,25 +114,16 @@ class RolloutActor:
         self.inbox.put(Stop())
 
 
-def machine_mismatch(node_machines: dict[str, dict], nodes: dict[str, Node]) -> str | None:
-    """One line naming the nodes whose machine differs from the driver's in what changes
-    results (``esjax.run.provenance.result_differences``), or None when none does."""
-    from esjax.run.provenance import machine_record, result_differences
+@dataclass
+class Slot:
+    """One worker slot of the pool: its node, its actor and everything in flight for it."""
 
-    mine = machine_record()
-    differ = []
-    for node_id, record in sorted(node_machines.items()):
-        changed = result_differences(mine, record or {})
-        if changed:
-            name = nodes[node_id].address if node_id in nodes else node_id[:8]
-            differ.append(f"{name}: {', '.join(changed)}")
-    if not differ:
-        return None
-    return (
-        "ray: warning: nodes differ from this machine in what changes results ("
-        + "; ".join(differ)
-        + "): results will not be bit-identical to a local run"
-    )
+    node_id: str
+    actor: Any  # its Ray actor handle
+    ready: object | None  # the actor's ready() ref while it starts; None once in use
+    pending: list = field(default_factory=list)  # episodes sent, not yet submitted
+    harvest: object | None = None  # its outstanding harvest() ref
+    unreachable: bool = False  # its last call failed as unavailable (node may be dying)
 
 
 class RayPool(Transport):
@@ -137,7 +131,8 @@ class RayPool(Transport):
 
     ``address``: None starts a private local Ray instance with ``num_workers`` CPUs
     (never a stranger's cluster); "auto" or HOST:PORT joins that cluster and uses every
-    alive node's CPUs, capped by ``num_workers`` (0: no cap).
+    alive node's CPUs, capped by ``num_workers`` (0: no cap). ``slots``: every slot, in
+    use or starting (the one record of slot, node and actor).
     """
 
     def __init__(self, cfg: WorkerConfig, seed: int, num_workers: int,
@@ -148,13 +143,8 @@ class RayPool(Transport):
         self.session = RaySession(address, num_workers)
         self.ray = self.session.ray
         self.tables = NodeTables(self.session, seed, cfg.noise_size, log)
-        self.actors: dict[int, object] = {}  # slot -> actor handle (in use)
-        self.slot_node: dict[int, str] = {}
-        self.joining: dict[int, tuple] = {}  # slot -> (actor, ready() ref), not yet in use
+        self.slots: dict[int, Slot] = {}
         self.node_machines: dict[str, dict] = {}  # node id -> its machine_record()
-        self.harvests: dict[object, int] = {}  # harvest ref -> slot
-        self.pending: dict[int, list] = {}  # slot -> episodes not yet submitted
-        self._unreachable: set[int] = set()  # slots whose actor failed as unavailable
         self._params: tuple[int, list] | None = None
         self._next_slot = 0
         self.restarts = self.nodes_joined = 0
@@ -173,6 +163,19 @@ class RayPool(Transport):
     def driver_node(self) -> str:
         return self.session.driver_node
 
+    @property
+    def actors(self) -> dict[int, object]:
+        """Slot -> actor handle, of the slots in use."""
+        return {i: s.actor for i, s in self.slots.items() if s.ready is None}
+
+    def slot_nodes(self) -> dict[int, str]:
+        """Slot -> node id, of every slot (in use or starting)."""
+        return {i: s.node_id for i, s in self.slots.items()}
+
+    def starting(self) -> list[int]:
+        """The slots whose actor is starting."""
+        return [i for i, s in self.slots.items() if s.ready is not None]
+
     # -- start-up ----------------------------------------------------------------
     def start(self) -> None:
         """Connect, build and check every node's table, start the actors and wait until
@@ -183,13 +186,14 @@ class RayPool(Transport):
         self.tables.build_all()
         t2 = time.perf_counter()
         self._place_actors(list(self.tables.nodes.values()))
-        self._await_joining(START_TIMEOUT_S)
+        self._take_in(START_TIMEOUT_S, at_start=True)
         t3 = time.perf_counter()
         self.startup_s = {"connect": t1 - t0, "tables": t2 - t1, "actors": t3 - t2}
-        if not self.actors:
+        in_use = self.workers()
+        if not in_use:
             raise RayBackendError("no rollout worker could start on the Ray cluster")
-        n_nodes = len({self.slot_node[s] for s in self.actors})
-        self.log(f"ray: {len(self.actors)} workers on {n_nodes} node(s); connect "
+        n_nodes = len({self.slots[i].node_id for i in in_use})
+        self.log(f"ray: {len(in_use)} workers on {n_nodes} node(s); connect "
                  f"{t1 - t0:.1f} s, tables {t2 - t1:.1f} s, actors {t3 - t2:.1f} s")  # fmt: skip
         mismatch = machine_mismatch(self.node_machines, self.tables.nodes)
         if mismatch:
@@ -197,15 +201,18 @@ class RayPool(Transport):
 
     def _place_actors(self, nodes: list[Node]) -> None:
         """Start actors on ``nodes``' free CPUs, spread evenly, up to the cap; they join
-        the pool once ready (``_await_joining`` / ``broadcast_params``)."""
-        free = {n.node_id: n.cpus - len(n.slots) for n in nodes if n.checked and not n.lost}
-        total = len(self.actors) + len(self.joining)
-        while any(free.values()) and not (self.cap and total >= self.cap):
+        the pool once ready (``_take_in``)."""
+        taken: dict[str, int] = {}
+        for s in self.slots.values():
+            taken[s.node_id] = taken.get(s.node_id, 0) + 1
+        free = {n.node_id: n.cpus - taken.get(n.node_id, 0)
+                for n in nodes if n.usable}  # fmt: skip
+        total = len(self.slots)
+        while any(v > 0 for v in free.values()) and not (self.cap and total >= self.cap):
             for node_id in [k for k, v in free.items() if v > 0]:
                 if self.cap and total >= self.cap:
                     break
                 self._start_actor(self._next_slot, node_id)
-                self.tables.nodes[node_id].slots.append(self._next_slot)
                 self._next_slot += 1
                 free[node_id] -= 1
                 total += 1
@@ -215,51 +222,66 @@ class RayPool(Transport):
             **self.session.pinned(node_id, num_cpus=1), max_restarts=0, max_task_retries=0,
             max_concurrency=2, name=None,
         ).remote(self.cfg, self.tables.nodes[node_id].table)  # fmt: skip
-        self.slot_node[slot] = node_id
-        self.joining[slot] = (actor, actor.ready.remote())
+        self.slots[slot] = Slot(node_id, actor, actor.ready.remote())
 
-    def _await_joining(self, timeout: float) -> None:
-        """Wait for the starting actors (start-up): RayBackendError if one fails."""
+    def _take_in(self, timeout: float, at_start: bool = False) -> None:
+        """Put the starting actors that are ready in use. ``at_start``: wait up to
+        ``timeout`` for all of them, RayBackendError if one fails or is late; else
+        (between generations) only those ready now, a failure logged and its slot
+        dropped, and a node whose first worker this is counted as joined."""
         ray = self.ray
         deadline = time.monotonic() + timeout
-        while self.joining:
-            refs = {ref: slot for slot, (_, ref) in self.joining.items()}
+        while True:
+            refs = {self.slots[i].ready: i for i in self.starting()}
+            if not refs:
+                return
             left = deadline - time.monotonic()
-            if left <= 0:
+            if at_start and left <= 0:
                 raise RayBackendError(
                     f"{len(refs)} rollout worker(s) did not start within {timeout:.0f} s "
                     "(are the nodes' CPUs taken by other Ray jobs?)"
                 )
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=min(1.0, left))
+            ready, _ = ray.wait(list(refs), num_returns=1 if at_start else len(refs),
+                                timeout=min(1.0, left) if at_start else 0)  # fmt: skip
             for ref in ready:
-                slot = refs[ref]
+                i = refs[ref]
+                node = self._node(i)
                 try:
-                    self.node_machines[self.slot_node[slot]] = ray.get(ref).get("machine")
+                    self.node_machines[node.node_id] = ray.get(ref).get("machine")
                 except ray.exceptions.RayError as e:
-                    node = self._node(slot)
-                    raise RayBackendError(
-                        f"a rollout worker on node {node.address} failed to start: {one_line(e)}"
-                    ) from None
-                self._admit(slot)
+                    if at_start:
+                        raise RayBackendError(f"a rollout worker on node {node.address} failed "
+                                              f"to start: {one_line(e)}") from None  # fmt: skip
+                    del self.slots[i]
+                    if node.node_id in self.session.alive_nodes():  # else: its loss is logged
+                        self.log(f"ray: a worker on node {node.address} failed to start: "
+                                 f"{one_line(e)}")  # fmt: skip
+                    continue
+                first_on_node = node.node_id not in {self.slots[w].node_id for w in self.workers()}
+                self._admit(i)
+                if first_on_node and not at_start:
+                    self.nodes_joined += 1
+            if not at_start:
+                return
 
     def _admit(self, slot: int) -> None:
         """Put ``slot``'s started actor in use: this generation's θ, its first harvest."""
-        actor, _ = self.joining.pop(slot)
-        self.actors[slot] = actor
+        s = self.slots[slot]
+        s.ready = None
         if self._params is not None:
-            actor.submit.remote(self._params[0], self._params[1], [])
-        self.harvests[actor.harvest.remote(HARVEST_WAIT_S)] = slot
+            s.actor.submit.remote(self._params[0], self._params[1], [])
+        s.harvest = s.actor.harvest.remote(HARVEST_WAIT_S)
 
     def _node(self, slot: int) -> Node:
-        return self.tables.nodes[self.slot_node[slot]]
+        return self.tables.nodes[self.slots[slot].node_id]
 
     # -- WorkerPool --------------------------------------------------------------
     def workers(self) -> list[int]:
-        return sorted(self.actors)
+        return sorted(i for i, s in self.slots.items() if s.ready is None)
 
     @property
     def num_workers(self) -> int:
-        return len(self.actors)
+        return len(self.workers())
 
     def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
         """θ (and σ) of generation ``gen`` go into the object store once; every actor
@@ -268,44 +290,48 @@ class RayPool(Transport):
         ref = self.ray.put((np.asarray(theta, np.float32), np.asarray(ob_mean, np.float32),
                             np.asarray(ob_std, np.float32), sigma))  # fmt: skip
         self._params = (gen, [ref])
-        for slot, actor in self.actors.items():
-            actor.submit.remote(gen, [ref], [])  # drops its stale episodes now
-            self.pending.pop(slot, None)
+        for i in self.workers():
+            s = self.slots[i]
+            s.actor.submit.remote(gen, [ref], [])  # drops its stale episodes now
+            s.pending.clear()
 
     def send(self, slot: int, ep) -> None:
-        self.pending.setdefault(slot, []).append(ep)
+        self.slots[slot].pending.append(ep)
 
     def _flush(self) -> None:
         """Submit the episodes sent since the last flush, one call per actor."""
         if self._params is None:
             return
         gen, params = self._params
-        for slot, eps in self.pending.items():
-            if eps and slot in self.actors:
-                self.actors[slot].submit.remote(gen, params, eps)
-        self.pending.clear()
+        for i in self.workers():
+            s = self.slots[i]
+            if s.pending:
+                s.actor.submit.remote(gen, params, s.pending)
+                s.pending = []
 
     def _poll(self, wait: float) -> None:
         """Take in the harvests that return within ``wait`` seconds."""
-        if not self.harvests:
+        harvests = {s.harvest: i for i, s in self.slots.items() if s.harvest is not None}
+        if not harvests:
             time.sleep(wait)
             return
-        ready, _ = self.ray.wait(list(self.harvests), num_returns=1, timeout=wait)
+        ready, _ = self.ray.wait(list(harvests), num_returns=1, timeout=wait)
         for ref in ready:
-            self._harvested(ref)
+            self._harvested(harvests[ref])
 
-    def _harvested(self, ref) -> None:
+    def _harvested(self, slot: int) -> None:
         ray = self.ray
-        slot = self.harvests.pop(ref)
+        s = self.slots[slot]
+        ref, s.harvest = s.harvest, None
         try:
             msgs = ray.get(ref)
         except ray.exceptions.RayError as e:
             if isinstance(e, ray.exceptions.ActorUnavailableError):
-                self._unreachable.add(slot)  # its node may be dying: see restart
+                s.unreachable = True  # its node may be dying: see restart
             self._dead[slot] = self._why_dead(slot, e)
             return
         self._buffer.extend((slot, m) for m in msgs)
-        self.harvests[self.actors[slot].harvest.remote(HARVEST_WAIT_S)] = slot
+        s.harvest = s.actor.harvest.remote(HARVEST_WAIT_S)
 
     def _why_dead(self, slot: int, err: BaseException) -> str:
         node, kind = self._node(slot), type(err).__name__
@@ -319,16 +345,12 @@ class RayPool(Transport):
         declared dead by Ray only after its health checks fail (about 15 s by default),
         and a replacement pinned there would hold its work until then. Such a node gets
         new workers between generations if it is still alive (``_poll_nodes``)."""
-        unreachable = slot in self._unreachable
-        self._unreachable.discard(slot)
+        node, unreachable = self._node(slot), self.slots[slot].unreachable
         self._drop(slot)
-        node = self._node(slot)
         if node.node_id not in self.session.alive_nodes():
-            node.slots.remove(slot)
             self.tables.lose(node)
             return False
         if unreachable:
-            node.slots.remove(slot)
             self.log(f"ray: worker {slot} on node {node.address} does not answer; its work "
                      "goes to the others")  # fmt: skip
             return False
@@ -338,38 +360,19 @@ class RayPool(Transport):
         return True
 
     def _drop(self, slot: int) -> None:
-        """Forget ``slot``'s actor: kill it, drop its calls and unreturned messages."""
-        actor = self.actors.pop(slot, None)
-        if actor is not None:
+        """Forget ``slot``: kill its actor, drop its calls and unreturned messages."""
+        s = self.slots.pop(slot, None)
+        if s is not None:
             with contextlib.suppress(Exception):
-                self.ray.kill(actor, no_restart=True)
+                self.ray.kill(s.actor, no_restart=True)
         self._purge(slot)
-        self.pending.pop(slot, None)
-        for ref in [r for r, s in self.harvests.items() if s == slot]:
-            del self.harvests[ref]
 
     def _poll_nodes(self) -> None:
         """Between generations: tables for nodes that joined, actors on checked nodes'
         free CPUs, and the actors that are ready taken in (a failure to start there is
         logged and the node left out)."""
-        ray = self.ray
         self._place_actors(self.tables.refresh())
-        for slot, (_, ref) in list(self.joining.items()):
-            if not ray.wait([ref], timeout=0)[0]:
-                continue
-            try:
-                ray.get(ref)
-            except ray.exceptions.RayError as e:
-                self.joining.pop(slot)
-                node = self._node(slot)
-                node.slots.remove(slot)
-                if node.node_id in self.session.alive_nodes():  # else: its loss is logged
-                    self.log(f"ray: a worker on node {node.address} failed to start: {one_line(e)}")
-                continue
-            first_on_node = not any(self.slot_node[s] == self.slot_node[slot] for s in self.actors)
-            self._admit(slot)
-            if first_on_node:
-                self.nodes_joined += 1
+        self._take_in(0.0)
 
     def kill_now(self) -> None:
         self.session.kill_now()
@@ -377,12 +380,10 @@ class RayPool(Transport):
     def close(self) -> None:
         """Stop every actor; disconnect (a private instance stops entirely). Nothing is
         left running."""
-        for actor in [*self.actors.values(), *(a for a, _ in self.joining.values())]:
+        for s in self.slots.values():
             with contextlib.suppress(Exception):
-                self.ray.kill(actor, no_restart=True)
-        self.actors.clear()
-        self.joining.clear()
-        self.harvests.clear()
+                self.ray.kill(s.actor, no_restart=True)
+        self.slots.clear()
         self.tables.close()
         self._params = None
         self.session.shutdown()

@@ -22,8 +22,8 @@ from esjax.rollout.messages import Episode, Failed, FromWorker, Received
 START_TIMEOUT_S = 300.0  # a worker (process or actor) or a node's noise table, starting
 
 
-class WorkerPool(Protocol):
-    """What the trainer and the dispatcher need of a set of workers.
+class EpisodeQueues(Protocol):
+    """What the dispatcher needs of a set of workers (a ``WorkerPool`` is one).
 
     Workers are numbered by slot; each runs up to ``envs_per_worker`` episodes at once
     and queues the rest in the order sent. ``workers()`` may lose slots (a machine gone)
@@ -31,21 +31,9 @@ class WorkerPool(Protocol):
     """
 
     envs_per_worker: int
-    table: np.ndarray | None  # the trainer's view of the noise table (after ``start``)
-    restarts: int  # workers replaced over the pool's life
-    nodes_lost: int  # machines lost / joined over the pool's life (0 on one machine)
-    nodes_joined: int
-
-    def start(self) -> None:
-        """Start the workers and wait until every one is ready."""
 
     def workers(self) -> list[int]:
         """The slots that take work now."""
-
-    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
-        """Every worker (and every later replacement) runs generation ``gen`` with these
-        (``sigma``: the perturbation scale, a float or (P,); None: the one the workers
-        started with); workers drop the episodes of older generations they still hold."""
 
     def send(self, worker: int, ep: Episode) -> None:
         """Queue ``ep`` on ``worker``."""
@@ -58,6 +46,24 @@ class WorkerPool(Protocol):
     def restart(self, worker: int) -> bool:
         """Replace ``worker``'s process; messages of the old one are never returned.
         False if it cannot be replaced (its machine is gone): the slot is retired."""
+
+
+class WorkerPool(EpisodeQueues, Protocol):
+    """What the trainer needs of a set of workers: the dispatcher's ``EpisodeQueues``,
+    their start and stop, and the generation's parameters."""
+
+    table: np.ndarray | None  # the trainer's view of the noise table (after ``start``)
+    restarts: int  # workers replaced over the pool's life
+    nodes_lost: int  # machines lost / joined over the pool's life (0 on one machine)
+    nodes_joined: int
+
+    def start(self) -> None:
+        """Start the workers and wait until every one is ready."""
+
+    def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
+        """Every worker (and every later replacement) runs generation ``gen`` with these
+        (``sigma``: the perturbation scale, a float or (P,); None: the one the workers
+        started with); workers drop the episodes of older generations they still hold."""
 
     def kill_now(self) -> None:
         """Stop every process the pool started, at once, with no clean-up (a second

@@ -12,7 +12,7 @@ bootstrap they share.
 This is the hot path: NumPy inference (``esjax.core.policy.policy_apply_np``), measured faster
 than a jitted JAX call at these batch sizes. A row's action depends only on its own
 observation and weights, never on its slot or on the other rows of the batch
-(tests/test_worker.py), and an environment's episode only on its seed and actions
+(tests/rollout/test_worker.py), and an environment's episode only on its seed and actions
 (esjax.rollout.envs), so results do not depend on the worker layout.
 """
 

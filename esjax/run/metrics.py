@@ -184,3 +184,15 @@ class ProgressDisplay:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def read_log(run_dir: Path) -> dict[str, list[float]]:
+    """Columns of ``run_dir/log.csv`` as float lists (empty cells -> NaN)."""
+    path = run_dir / "log.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no log.csv: is it an esjax run directory?")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} has no generations yet")
+    return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}

@@ -67,6 +67,7 @@ class Recorder:
 
     def record(self, state: RunState, row: dict[str, Any]) -> None:
         """Write the row of the generation that led to ``state``; checkpoint it if due."""
+        assert self._log is not None, "Recorder.open first"
         self._log.write(row)
         for sink in self._sinks:
             sink(row)
@@ -78,6 +79,7 @@ class Recorder:
 
     def finish(self, state: RunState) -> None:
         """Checkpoint ``state`` unless it is on disk already."""
+        assert self._store is not None, "Recorder.open first"
         if state.generation not in self._saved:
             self.save(state, self._store)
             self._saved.add(state.generation)

@@ -108,12 +108,12 @@ def check_free_space(path: Path, need: int) -> None:
 
 
 def record_machine(run_dir: Path, generation: int) -> str | None:
-    """Append this machine's record (``esjax.run.provenance.machine_record``, with the time and
+    """Append this machine's record (``esjax.provenance.machine_record``, with the time and
     the generation it starts from) to ``run_dir/machine.json``, one entry per start or
     resume. Returns one line to print when the previous entry's machine differs: a
     warning where a version or XLA's CPU cap differs (the run goes on, but not bit-identical
     to an uninterrupted one), a note where only the CPU model does; None otherwise."""
-    from esjax.run.provenance import machine_record, result_differences
+    from esjax.provenance import machine_record, result_differences
 
     path = run_dir / "machine.json"
     try:

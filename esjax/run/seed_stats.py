@@ -17,7 +17,7 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 def eval_curve(run_dir: Path) -> dict:
     """The periodic evaluations of a run (see the protocol), read from its log."""
-    from esjax.plot import read_log
+    from esjax.run.metrics import read_log
 
     log = read_log(Path(run_dir))
     env_steps, eval_steps = log["EnvStepsSoFar"], log["PeriodicEvalStepsSoFar"]

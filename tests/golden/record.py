@@ -9,7 +9,7 @@ the final θ to be equal bit for bit.
 - ``pybullet_ars``, ``mujoco_pgpe_resume``, ``ray_openai_es``: first recorded on main at
   b4616a9, before the restructuring of issue 17 (one transport, typed messages, an
   injectable pool): it changed nothing either. ``ray_openai_es`` is checked on the Ray
-  backend (``tests/test_ray.py``).
+  backend (``tests/rollout/test_ray.py``).
 
 All five were re-recorded when the bits were made independent of the CPU (issue 28: the
 update's reductions in a fixed order, XLA capped at AVX, the workers' network without

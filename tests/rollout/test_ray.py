@@ -80,7 +80,7 @@ def run(cfg: Config, generations: int = GENERATIONS, during=None):
             if during is not None:
                 during(trainer, g)
             rows.append(trainer.step())
-        slot_node = dict(getattr(trainer.pool, "slot_node", {}))
+        slot_node = trainer.pool.slot_nodes() if hasattr(trainer.pool, "slot_nodes") else {}
         return rows, np.asarray(trainer.state.theta), collected, slot_node
     finally:
         trainer.close()
@@ -118,8 +118,8 @@ def test_one_table_per_node_built_there_and_checked(cluster):
         assert all(locations[ref]["node_ids"] == [nid] for nid, ref in refs.items())
         # Each actor runs on its slot's node and reads that node's table.
         facts = {s: ray.get(a.ready.remote(), timeout=30) for s, a in pool.actors.items()}
-        assert {s: f["node"] for s, f in facts.items()} == pool.slot_node
-        assert len(set(pool.slot_node.values())) == 2
+        assert {s: f["node"] for s, f in facts.items()} == pool.slot_nodes()
+        assert len(set(pool.slot_nodes().values())) == 2
         # The trainer's table is the local pool's, bit for bit.
         from esjax.rollout.local import SharedNoiseTable
 
@@ -227,7 +227,7 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
         assert columns(rows) == columns(ref_rows)
         assert np.array_equal(np.asarray(trainer.state.theta), ref_theta)
         head = trainer.pool.driver_node
-        assert {trainer.pool.slot_node[w] for w in collected[2].workers} == {head}
+        assert {trainer.pool.slot_nodes()[w] for w in collected[2].workers} == {head}
 
         # A node that joins gets its table and an actor, and is used once they are ready.
         cluster.add_node(num_cpus=1, object_store_memory=STORE)
@@ -237,7 +237,7 @@ def test_a_lost_node_leaves_the_run_going_and_a_joined_node_is_used(cluster, loc
         while time.monotonic() < deadline:
             rows.append(trainer.step())
             joined.append(rows[-1]["NodesJoined"])
-            new = {trainer.pool.slot_node[w] for w in collected[-1].workers} - {head}
+            new = {trainer.pool.slot_nodes()[w] for w in collected[-1].workers} - {head}
             if new:
                 break
         assert new and sum(joined) == 1
@@ -268,6 +268,6 @@ def test_a_node_without_room_for_the_table_is_refused_before_anything_runs(clust
     try:
         with pytest.raises(RayBackendError, match="object store.*--noise-table-size"):
             pool.start()
-        assert not pool.actors and not pool.joining
+        assert not pool.actors and not pool.starting()
     finally:
         pool.close()

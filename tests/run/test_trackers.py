@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .helpers import TINY, main_inline, only_run_dir, read_log
+from tests.helpers import TINY, main_inline, only_run_dir, read_log
 
 
 def csv_series(run: Path) -> dict[str, list[tuple[int, float]]]:

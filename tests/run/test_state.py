@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from esjax.run.checkpoint import CheckpointStore
-
-from .helpers import TINY, only_run_dir, read_log, run_module
-from .helpers import main_inline as train
+from tests.helpers import TINY, only_run_dir, read_log, run_module
+from tests.helpers import main_inline as train
 
 RESULT_COLUMNS = [
     "GenRewMean", "GenRewStd", "GenLenMean", "EvalGenRewardMean", "EvalGenCount",

@@ -3,8 +3,8 @@ Ray node differs in what changes results."""
 
 import json
 
-from esjax.rollout.ray_pool import machine_mismatch
-from esjax.run.provenance import RESULT_PACKAGES, machine_record, result_differences
+from esjax.provenance import RESULT_PACKAGES, machine_record, result_differences
+from esjax.rollout.ray_cluster import machine_mismatch
 from esjax.run.rundir import record_machine
 
 
