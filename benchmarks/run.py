@@ -24,7 +24,7 @@ from replay import replay_benchmark  # noqa: E402
 from startup import bench_startup  # noqa: E402
 from update_step import bench_update, copy_bandwidth_gbs  # noqa: E402
 
-from esjax.run.provenance import git_commit, machine  # noqa: E402
+from esjax.provenance import git_commit, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

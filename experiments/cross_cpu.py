@@ -107,7 +107,7 @@ def main(argv=None) -> None:
         return
     import tempfile
 
-    from esjax.run.provenance import git_commit, machine
+    from esjax.provenance import git_commit, machine
 
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: _variant(name, env, Path(tmp)) for name, env in VARIANTS.items()}

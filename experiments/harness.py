@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from esjax.run.provenance import REPO, git_commit, machine
+from esjax.provenance import REPO, git_commit, machine
 from esjax.run.seed_stats import eval_curve, first_reach, median_reach
 from esjax.seeds import SeedRun, run_seeds
 
