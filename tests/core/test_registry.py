@@ -11,7 +11,7 @@ from esjax.config import Config
 from esjax.core.noise import fill_noise_table
 from esjax.core.strategies import ONLY_FOR, STRATEGIES
 from esjax.errors import ConfigError
-from esjax.run.state import build_es, initial_state, state_from_tree, state_to_tree
+from esjax.run.state import build_es, initial_state, jitted_tell, state_from_tree, state_to_tree
 from esjax.train import build_parser
 
 P = 5
@@ -48,14 +48,15 @@ def test_the_strategy_climbs_a_quadratic(strategy):
     it matters (the registry entry builds a working ES with the Config's options)."""
     cfg = Config(algo=strategy.name, learning_rate=0.05)
     es = build_es(cfg, P)
+    ask, tell = jax.jit(es.ask, static_argnums=3), jitted_tell(es)  # one compilation each
     state = es.init(jnp.zeros(P))
     start = float(jnp.sum((state.theta - TARGET) ** 2))
     key = jax.random.PRNGKey(0)
     for _ in range(10):
         key, sub = jax.random.split(key)
-        offsets, candidates = es.ask(sub, state, TABLE, 16)
+        offsets, candidates = ask(sub, state, TABLE, 16)
         returns = -jnp.sum((candidates - TARGET) ** 2, axis=-1)
-        state, info = es.tell(state, TABLE, offsets, returns)
+        state, info = tell(state, TABLE, offsets, returns)
         assert np.isfinite(float(info.grad_norm))
     assert float(jnp.sum((state.theta - TARGET) ** 2)) < 0.8 * start
     assert type(state) is strategy.state
