@@ -15,6 +15,15 @@ BASE = dict(env="InvertedPendulumBulletEnv-v0", noise_table_size=200_000, hidden
             learning_rate=0.05, weight_decay=False, eval_prob=0.0, backend="inline")  # fmt: skip
 
 
+def one_generation(trainer: Trainer) -> dict:
+    """Start ``trainer``, run one generation, close it: the generation's log row."""
+    trainer.start()
+    try:
+        return trainer.step()
+    finally:
+        trainer.close()
+
+
 def first_generation(**options):
     """(θ before, θ after, the Generation, log row) of generation 0 with these options."""
     collected = []
@@ -122,11 +131,7 @@ def test_reward_shift_ranks_return_minus_shift_per_step_and_logs_true_returns():
         return tell(state, table, offsets, returns, *rest)
 
     trainer.tell = capture
-    trainer.start()
-    try:
-        row = trainer.step()
-    finally:
-        trainer.close()
+    row = one_generation(trainer)
     gen = collected[0]
     want = np.array([[r.ret - 1.5 * r.length for r in u] for u in gen.train], np.float32)
     np.testing.assert_allclose(seen["returns"][: len(want)], want)
@@ -228,11 +233,7 @@ def test_a_failed_warm_up_is_reported_and_the_run_goes_on():
 
     trainer._compiled_tell = tell
     trainer.tell = tell
-    trainer.start()
-    try:
-        row = trainer.step()
-    finally:
-        trainer.close()
+    row = one_generation(trainer)
     assert row["Generation"] == 0 and len(calls) == 2
     assert trainer.warm_up_errors == [
         "warm-up of the update failed (RuntimeError: out of memory while compiling); it "
