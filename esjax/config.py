@@ -26,6 +26,7 @@ from esjax.core.strategies import (
 from esjax.errors import ConfigError
 from esjax.option_values import (
     env_kwargs_items,
+    flag,
     hidden_dims_tuple,
     type_problem,
 )
@@ -304,12 +305,12 @@ def _problems(c: Config):
     positive_ints = ("population_size", "timesteps_per_gen", "noise_table_size")
     for name in positive_ints:
         if getattr(c, name) < 1:
-            yield f"--{_flag(name)} must be >= 1 (got {getattr(c, name)})"
+            yield f"--{flag(name)} must be >= 1 (got {getattr(c, name)})"
     if c.envs_per_worker < 0:
         yield f"--envs-per-worker must be >= 1, or auto (got {c.envs_per_worker})"
     for name in ("max_timesteps", "max_generations", "num_workers", "snapshot_freq"):
         if getattr(c, name) < 0:
-            yield f"--{_flag(name)} must be >= 0 (got {getattr(c, name)})"
+            yield f"--{flag(name)} must be >= 0 (got {getattr(c, name)})"
     if c.backend not in BACKENDS:
         yield f"--backend must be one of {', '.join(BACKENDS)} (got {c.backend})"
     if c.ray_address and c.backend != "ray":
@@ -335,7 +336,7 @@ def _problems(c: Config):
     for name in ("eval_prob", "calc_obstat_prob"):
         v = getattr(c, name)
         if not 0.0 <= v <= 1.0:
-            yield f"--{_flag(name)} is a probability: give a value in [0, 1] (got {v})"
+            yield f"--{flag(name)} is a probability: give a value in [0, 1] (got {v})"
     if c.eval_prob >= 1.0:
         yield "--eval-prob 1 leaves no training episodes: give a value below 1"
     yield from _value_problems(c)
@@ -347,7 +348,7 @@ def _value_problems(c: Config):
     for name in positive:
         v = getattr(c, name)
         if v is not None and not 0 < v < float("inf"):
-            yield f"--{_flag(name)} must be > 0 (got {v})"
+            yield f"--{flag(name)} must be > 0 (got {v})"
     if not 0 <= c.l2coeff < float("inf"):
         yield f"--l2coeff must be >= 0 (got {c.l2coeff})"
     if not 0 <= c.ac_noise_std < float("inf"):
@@ -387,7 +388,3 @@ RESUMABLE_OVERRIDES = (
     "keep_checkpoints", "eval_every", "eval_episodes", "target_return", "backend",
     "ray_address", "logger",
 )  # fmt: skip
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")

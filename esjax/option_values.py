@@ -12,7 +12,8 @@ from typing import Any
 from esjax.errors import ConfigError
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """An option's name as its CLI flag (without the dashes)."""
     return name.replace("_", "-")
 
 
@@ -53,7 +54,7 @@ def type_problem(name: str, ftype: str, value: Any) -> str | None:
         base = "a list of names"
     if ok:
         return None
-    return f"option {name} (--{_flag(name)}) must be {_KINDS.get(base, base)} (got {value!r})"
+    return f"option {name} (--{flag(name)}) must be {_KINDS.get(base, base)} (got {value!r})"
 
 
 def toml_literal(value) -> str:

@@ -65,11 +65,11 @@ class Events:
             fn(*args)
 
 
-def advance(cfg: Config, s: RunState, gen: Generation, es_state, tell_info, seconds: float,
-            workers: int) -> tuple[RunState, dict]:  # fmt: skip
-    """The generation step: the run state after ``gen`` (collected from ``s``) was told
-    to the strategy (giving ``es_state`` and ``tell_info``) in ``seconds``, and its log row.
-    No I/O."""
+def advance(cfg: Config, s: RunState, gen: Generation, gen_policy, es_state, tell_info,
+            seconds: float, workers: int) -> tuple[RunState, dict]:  # fmt: skip
+    """The generation step: the run state after ``gen`` (collected from ``s`` with
+    ``gen_policy``: the θ, ob mean, ob std the workers ran) was told to the strategy
+    (giving ``es_state`` and ``tell_info``) in ``seconds``, and its log row. No I/O."""
     obstat, ob_count = _merge_statistics(s.obstat, gen)
     lengths = [r.length for unit in gen.train for r in unit]
     # The best checkpoint is judged on the periodic evaluations when they are on.
@@ -86,7 +86,7 @@ def advance(cfg: Config, s: RunState, gen: Generation, es_state, tell_info, seco
         time_elapsed=s.time_elapsed + seconds,
         best_eval=max(s.best_eval, gen_eval) if evals else s.best_eval,
         expected_length=float(np.mean(lengths)),
-        gen_policy=(np.asarray(s.theta), *obstat_mean_std(s.obstat)),
+        gen_policy=gen_policy,
     )
     return state, log_row(gen, state, tell_info, ob_count, seconds, workers, cfg.reward_shift)
 
@@ -274,9 +274,8 @@ class Trainer:
             raise StopRequested
         cfg, s = self.cfg, self.state
         t0 = time.perf_counter()
-        ob_mean, ob_std = obstat_mean_std(s.obstat)
-        self.pool.broadcast_params(s.generation, np.asarray(s.theta), ob_mean, ob_std,
-                                   self._sigma())  # fmt: skip
+        gen_policy = (np.asarray(s.theta), *obstat_mean_std(s.obstat))
+        self.pool.broadcast_params(s.generation, *gen_policy, self._sigma())
         n_eval = self.periodic_evals(s.generation)
         self.events.emit("collecting", s.generation)
 
@@ -293,8 +292,8 @@ class Trainer:
         )  # fmt: skip
         self.events.emit("collected", gen)
         es_state, tell_info = self.update(gen)
-        state, row = advance(cfg, s, gen, es_state, tell_info, time.perf_counter() - t0,
-                             len(self.pool.workers()))  # fmt: skip
+        state, row = advance(cfg, s, gen, gen_policy, es_state, tell_info,
+                             time.perf_counter() - t0, len(self.pool.workers()))  # fmt: skip
         lost, joined = self.pool.nodes_lost, self.pool.nodes_joined
         row["NodesLost"] = lost - self._pool_counts[0]
         row["NodesJoined"] = joined - self._pool_counts[1]

@@ -257,10 +257,11 @@ class RayPool(Transport):
                         self.log(f"ray: a worker on node {node.address} failed to start: "
                                  f"{one_line(e)}")  # fmt: skip
                     continue
-                first_on_node = node.node_id not in {self.slots[w].node_id for w in self.workers()}
+                joins = not at_start and node.node_id not in {
+                    self.slots[w].node_id for w in self.workers()
+                }  # this node's first worker, between generations
                 self._admit(i)
-                if first_on_node and not at_start:
-                    self.nodes_joined += 1
+                self.nodes_joined += joins
             if not at_start:
                 return
 
