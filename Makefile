@@ -10,7 +10,7 @@ ARGS      ?=
 
 .PHONY: setup lock train test test-fast docs bench reproduce lint format clean
 
-EXTRAS := .[dev,mujoco,ray,export,tracking,docs]
+EXTRAS := .[dev,mujoco,ray,export,tracking,docs,jax-envs]
 
 # constraints.txt pins every installed version (results depend on jax, numpy, mujoco,
 # pybullet...: docs/reproducibility.md); `make lock` moves the pins to the newest releases.

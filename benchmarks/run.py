@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from jax_envs import bench_jax_envs, render_jax  # noqa: E402
 from peer import side_by_side  # noqa: E402
 from policy_step import BACKENDS, bench_policy_step  # noqa: E402
 from ray_backend import node_loss, ray_vs_local  # noqa: E402
@@ -118,8 +119,12 @@ def main() -> None:
     }
     _write(out_dir / "ray_backend.json", {**meta, **rb})
 
+    # (6) JAX-native envs (brax/NAME) against pybullet, and a JAX-native learning curve
+    jx = bench_jax_envs(quick)
+    _write(out_dir / "jax_envs.json", {**meta, **jx})
+
     md = render_markdown(meta, throughput, peer, update, bandwidth, start, policy)
-    md_path.write_text(md + render_ray(rb))
+    md_path.write_text(md + render_ray(rb) + "\n" + render_jax(jx))
     print(f"wrote {md_path} and {out_dir}/*.json")
 
 

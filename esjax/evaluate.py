@@ -100,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"({e.strerror}): choose another location")  # fmt: skip
     try:
         from esjax.rollout.envs import make_env
+        from esjax.rollout.jax_envs import is_jax_env
         from esjax.run.state import load_run
 
         run = load_run(args.run_dir, args.checkpoint)
+        if is_jax_env(run.cfg.env):
+            return _evaluate_jax(args, run, parser)
         env = make_env(run.cfg.env, render_mode="rgb_array" if args.video else None,
                        kwargs=run.cfg.env_kwargs)  # fmt: skip
     except ConfigError as e:
@@ -120,6 +123,26 @@ def main(argv: list[str] | None = None) -> int:
         fps = int(env.metadata.get("render_fps", 30))
         write_video(args.video, frames, fps)
         print(f"video: {args.video} ({len(frames)} frames at {fps} fps)")
+    return 0
+
+
+def _evaluate_jax(args, run, parser) -> int:
+    """``main`` for a JAX-native env: the episodes as one jitted call (no video)."""
+    from esjax.rollout.jax_envs import enable_compilation_cache
+    from esjax.rollout.jax_pool import run_noiseless
+    from esjax.run.resolve import worker_config
+
+    if args.video is not None:
+        parser.fail(f"--video: {run.cfg.env} is a JAX-native env and esjax does not render "
+                    "those: drop --video")  # fmt: skip
+    enable_compilation_cache()
+    theta, mean, std = run.policy(args.checkpoint)
+    seeds = [args.seed + i for i in range(args.episodes)]
+    rets, lens = run_noiseless(worker_config(run.cfg, run.spec), theta, mean, std, seeds)
+    print(
+        f"{run.cfg.env} checkpoint {run.step} ({args.checkpoint}): {args.episodes} episodes, "
+        f"return {rets.mean():.1f} ± {rets.std():.1f}, length {lens.mean():.1f} ± {lens.std():.1f}"
+    )
     return 0
 
 

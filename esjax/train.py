@@ -229,8 +229,11 @@ def _start(cfg: Config, resume: Path | None):
     the run directory (locked, with its config.json). Whatever fails leaves nothing
     behind: no directory, no processes, no lock held."""
     from esjax.rollout.envs import check_env_id
+    from esjax.rollout.jax_envs import enable_compilation_cache, is_jax_env
 
     check_env_id(cfg.env)
+    if is_jax_env(cfg.env):
+        enable_compilation_cache()  # its rollout compiles for tens of seconds on CPU
     lock = RunLock(resume) if resume else None  # before anything reads or writes the run
     try:
         trainer, run_dir, lock = _start_locked(cfg, resume, lock)
@@ -372,14 +375,16 @@ def _print_summary(trainer, run_dir: Path) -> None:
     best_step = trainer.recorder.best_step
     best_ckpt = run_dir / "checkpoints" / str(best_step) if best_step is not None else None
     which = "best" if best_ckpt else "latest"
+    from esjax.rollout.jax_envs import is_jax_env
+
+    video = "" if is_jax_env(trainer.cfg.env) else f" --video {run_dir}/{which}.mp4"
     print(
         f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
         f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "
         f"return {best}\n"
         f"run directory:   {run_dir}\n"
         f"best checkpoint: {best_ckpt or 'none (no evaluation episode ran)'}\n"
-        f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint {which} "
-        f"--video {run_dir}/{which}.mp4\n"
+        f"watch it:        python -m esjax.evaluate {run_dir} --checkpoint {which}{video}\n"
         f"plot it:         python -m esjax.plot {run_dir} --out {run_dir}/curves.png\n"
         f"continue it:     python -m esjax.train --resume {run_dir} --max-timesteps N"
     )

@@ -121,7 +121,8 @@ class Dispatcher:
                  clock: Callable[[], float] = time.monotonic):  # fmt: skip
         self.pool, self.clock = pool, clock
         self.stall_timeout_s = stall_timeout_s
-        self.capacity = pool.envs_per_worker + self.QUEUE_AHEAD
+        # A pool may hold no episode beyond its slots (JaxPool: a lane holds one chunk).
+        self.capacity = pool.envs_per_worker + getattr(pool, "queue_ahead", self.QUEUE_AHEAD)
         self.consecutive_restarts: dict[int, int] = {}  # slot -> deaths since its last result
         self.started: dict[int, bool] = {}  # heard from since its last (re)start
 

@@ -15,6 +15,7 @@ import numpy as np
 from esjax.errors import ConfigError
 from esjax.option_values import env_kwargs_dict
 from esjax.quiet import silenced_stdout
+from esjax.rollout.jax_envs import is_jax_env, make_jax_env
 
 _registered = False
 
@@ -43,7 +44,11 @@ class EnvInfo(NamedTuple):
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError for an unregistered id, suggesting close matches. ``module:Id``
-    (Gymnasium's form for a user's env) imports ``module`` first, which registers ``Id``."""
+    (Gymnasium's form for a user's env) imports ``module`` first, which registers ``Id``.
+    ``brax/NAME`` (a JAX-native env, ``esjax.rollout.jax_envs``) is checked by creating it."""
+    if is_jax_env(env_id):
+        make_jax_env(env_id)
+        return
     register_envs()
     if ":" in env_id:
         module, _, name = env_id.partition(":")
@@ -141,10 +146,14 @@ def registered_id(env_id: str) -> str:
 
 def make_env(env_id: str, render_mode: str | None = None, kwargs: tuple[str, ...] = ()) -> gym.Env:
     """Create the environment quietly (``kwargs``: --env-kwarg items, passed to
-    ``gymnasium.make``); ConfigError if its spaces are not Box/Box.
+    ``gymnasium.make``); ConfigError if its spaces are not Box/Box, or for a JAX-native
+    id (those run in ``esjax.rollout.jax_pool``, never as a Gymnasium env).
 
     pybullet envs come wrapped in ``ForgetContactsOnReset``, so an episode's result
     depends on its reset seed and actions only, never on what the env ran before."""
+    if is_jax_env(env_id):
+        raise ConfigError(f"{env_id} is a JAX-native env: it runs in the trainer's process "
+                          "(esjax.rollout.jax_pool), not as a Gymnasium env")  # fmt: skip
     check_env_id(env_id)  # module:Id imports module, which registers Id
     env_id = registered_id(env_id)
     mujoco = is_mujoco(env_id)
@@ -234,7 +243,14 @@ def step_seconds(env_id: str, steps: int = 20, kwargs: tuple[str, ...] = ()) -> 
 
 def env_info(env_id: str, kwargs: tuple[str, ...] = ()) -> EnvInfo:
     """Create, describe and close an environment (its --train-reward terms included)."""
-    from esjax.rollout.train_reward import env_reward_terms
+    from esjax.rollout.train_reward import ANY_ENV_TERMS, env_reward_terms
+
+    if is_jax_env(env_id):
+        jenv = make_jax_env(env_id, kwargs)
+        ac_dim = int(jenv.env.action_size)
+        return EnvInfo(env_id, int(jenv.env.observation_size), ac_dim, (-1.0,) * ac_dim,
+                       (1.0,) * ac_dim, jenv.episode_length, None,
+                       (*jenv.reward_terms, *ANY_ENV_TERMS))  # fmt: skip
 
     env = make_env(env_id, kwargs=kwargs)
     try:

@@ -16,6 +16,7 @@ from esjax.config import Config
 from esjax.core.policy import PolicySpec
 from esjax.errors import ConfigError
 from esjax.rollout.envs import EnvInfo, env_info, step_seconds
+from esjax.rollout.jax_envs import is_jax_env
 from esjax.rollout.transport import WorkerPool
 from esjax.rollout.worker import WorkerConfig
 from esjax.run.state import policy_spec
@@ -27,6 +28,9 @@ WEIGHT_BUDGET_BYTES = 768 * 1024
 MAX_ENVS_PER_WORKER = 32
 POLICY_CALL_S = 15e-6  # the fixed cost of one NumPy policy call for all slots (measured)
 MIN_AUTO_ENVS = 4  # slots enough to even out a generation's last wave
+# JAX-native envs: members per jitted call. Fixed, not sized to the machine: a member's
+# result may change in its last bits with the chunk size (esjax.rollout.jax_rollout).
+JAX_CHUNK = 32
 
 
 def auto_envs_per_worker(num_params: int, population_size: int, timesteps_per_gen: int,
@@ -94,7 +98,13 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
         check_train_reward(parse_train_reward(cfg.train_reward), cfg.env, info.reward_terms)
     spec = policy_spec(cfg, info)
     check_noise_table(cfg, spec.num_params, available_memory() if memory is None else memory)
-    if not cfg.envs_per_worker:
+    if is_jax_env(cfg.env):
+        if cfg.backend == "ray":
+            raise ConfigError(f"--backend ray: {cfg.env} is a JAX-native env and runs in the "
+                              "trainer's process: drop --backend ray")  # fmt: skip
+        if not cfg.envs_per_worker:
+            cfg = dataclasses.replace(cfg, envs_per_worker=JAX_CHUNK)
+    elif not cfg.envs_per_worker:
         k = auto_envs_per_worker(
             spec.num_params,
             cfg.population_size,
@@ -164,6 +174,10 @@ def make_pool(cfg: Config, spec: PolicySpec, log: Callable[[str], None] = print)
     if not cfg.envs_per_worker:
         raise ValueError("make_pool needs a resolved Config: see resolve_config")
     wcfg = worker_config(cfg, spec)
+    if is_jax_env(cfg.env):
+        from esjax.rollout.jax_pool import JaxPool
+
+        return JaxPool(wcfg, seed=cfg.seed, lanes=cfg.num_workers, log=log)
     if cfg.backend == "ray":
         from esjax.rollout.ray_pool import RayPool
 

@@ -20,8 +20,9 @@ def create_run_dir(parent: Path, env_id: str) -> Path:
     if parent.exists() and not parent.is_dir():
         raise ConfigError(f"--run-dir {parent} is a file: give a folder path")
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = env_id.replace(":", "_").replace("/", "_")  # module:Id, brax/NAME
     for i in range(1000):
-        path = parent / (f"{stamp}_{env_id.replace(':', '_')}" + (f"_{i}" if i else ""))
+        path = parent / (f"{stamp}_{name}" + (f"_{i}" if i else ""))
         try:
             path.mkdir(parents=True)
             return path
