@@ -177,6 +177,12 @@ class Config:
         "Evaluations, the best checkpoint and --target-return use the stock reward; "
         "empty: the stock reward.",
     )
+    train_reward_until: int = _opt(
+        0,
+        "With --train-reward: rank training episodes by it only while the run has fewer "
+        "training timesteps than this, then by the stock reward (a gait found on the "
+        "shaped reward, then refined on the env's own); 0: always by --train-reward.",
+    )
     mirrored_sampling: bool = _opt(
         True, "Evaluate theta + sigma*eps and theta - sigma*eps (ars and pgpe always do)."
     )
@@ -319,6 +325,10 @@ def _problems(c: Config):
         yield f"--eval-every must be >= 0 (got {c.eval_every}); 0 turns periodic evaluation off"
     if not abs(c.reward_shift) < float("inf"):  # NaN or infinite
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
+    if c.train_reward_until < 0:
+        yield f"--train-reward-until must be >= 0 (got {c.train_reward_until})"
+    if c.train_reward_until and not c.train_reward:
+        yield "--train-reward-until needs --train-reward (the reward ranked until then)"
     from esjax.option_values import parse_train_reward
 
     try:
@@ -386,5 +396,5 @@ def _value_problems(c: Config):
 RESUMABLE_OVERRIDES = (
     "max_timesteps", "max_generations", "num_workers", "envs_per_worker", "snapshot_freq",
     "keep_checkpoints", "eval_every", "eval_episodes", "target_return", "backend",
-    "ray_address", "logger",
+    "ray_address", "logger", "train_reward_until",
 )  # fmt: skip

@@ -88,7 +88,15 @@ def advance(cfg: Config, s: RunState, gen: Generation, gen_policy, es_state, tel
         expected_length=float(np.mean(lengths)),
         gen_policy=gen_policy,
     )
-    return state, log_row(gen, state, tell_info, ob_count, seconds, workers, cfg.reward_shift)
+    row = log_row(gen, state, tell_info, ob_count, seconds, workers, cfg.reward_shift,
+                  ranks_stock(cfg, s.timesteps))  # fmt: skip
+    return state, row
+
+
+def ranks_stock(cfg: Config, timesteps: int) -> bool:
+    """Whether a generation that starts after ``timesteps`` training steps ranks the stock
+    return (no --train-reward, or past --train-reward-until)."""
+    return not cfg.train_reward or 0 < cfg.train_reward_until <= timesteps
 
 
 class Trainer:
@@ -319,7 +327,8 @@ class Trainer:
         unit_offsets = np.array([unit[0].episode.offset for unit in gen.train], np.int32)
         # Rank by the training return (--train-reward, --reward-shift); the log keeps the
         # env's own returns beside it.
-        returns = np.array(training_returns(gen, self.cfg.reward_shift), np.float32)
+        stock = ranks_stock(self.cfg, self.state.timesteps)
+        returns = np.array(training_returns(gen, self.cfg.reward_shift, stock), np.float32)
         sign_returns = np.array([[r.sign_ret for r in unit] for unit in gen.train], np.float32)
         self._await_warm_update()  # its compilation is this call's
         es_state, info = self.tell(

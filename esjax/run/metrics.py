@@ -38,24 +38,26 @@ LOG_FIELDS = (
 # (WorkerRestarts counts the workers replaced on machines still there).
 
 
-def training_returns(gen, reward_shift: float = 0.0) -> list[list[float]]:
+def training_returns(gen, reward_shift: float = 0.0, stock: bool = False) -> list[list[float]]:
     """The returns ``tell`` ranks, (units, 1 or 2): each training episode's --train-reward
-    return (its stock return without one) minus ``reward_shift`` per step."""
-    return [[(r.ret if r.train_ret is None else r.train_ret) - reward_shift * r.length
+    return (its stock return without one, or when ``stock``: past --train-reward-until)
+    minus ``reward_shift`` per step."""
+    return [[(r.ret if r.train_ret is None or stock else r.train_ret) - reward_shift * r.length
              for r in unit] for unit in gen.train]  # fmt: skip
 
 
 def log_row(gen, state, tell_info, ob_count: int, dt: float, workers: int,
-            reward_shift: float = 0.0) -> dict[str, Any]:  # fmt: skip
+            reward_shift: float = 0.0, stock: bool = False) -> dict[str, Any]:  # fmt: skip
     """The log row of one generation.
 
     ``gen``: its ``esjax.rollout.dispatch.Generation``; ``state``: the ``esjax.run.state.RunState``
     after it (counters included); ``tell_info``: the update's ``TellInfo``; ``ob_count``:
     observations added to the statistics; ``dt``: its seconds; ``workers``: how many ran;
-    ``reward_shift``: --reward-shift (GenTrainRew*).
+    ``reward_shift``, ``stock``: --reward-shift, and whether the stock return was ranked
+    (GenTrainRew*: what was ranked).
     """
     returns = np.array([[r.ret for r in unit] for unit in gen.train], np.float64)
-    train_returns = np.array(training_returns(gen, reward_shift), np.float64)
+    train_returns = np.array(training_returns(gen, reward_shift, stock), np.float64)
     lengths = np.array([[r.length for r in unit] for unit in gen.train], np.int64)
     eval_rets = np.array([r.ret for r in gen.evals], np.float64)
     eval_lens = np.array([r.length for r in gen.evals], np.int64)

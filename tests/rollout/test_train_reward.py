@@ -175,3 +175,16 @@ def test_a_training_reward_keeps_layout_independence_and_exact_resume():
     for log, theta in (_hopper_run(3), _hopper_run(2, resume_after=2)):
         np.testing.assert_array_equal(log, ref_log)
         np.testing.assert_array_equal(theta, ref_theta)
+
+
+def test_train_reward_until_ranks_the_stock_return_from_then_on(tmp_path):
+    main_inline(*PENDULUM, "--train-reward", "constant=2", "--train-reward-until", "1",
+                "--max-generations", "3", cwd=tmp_path)  # fmt: skip
+    rows = read_log(only_run_dir(tmp_path))
+    # generation 0 starts at 0 steps (< 1): shaped; the later ones: the stock return
+    assert float(rows[0]["GenTrainRewMean"]) == 2 * float(rows[0]["GenLenMean"])
+    for r in rows[1:]:
+        assert r["GenTrainRewMean"] == r["GenRewMean"] and r["GenTrainRewMax"] == r["GenRewMax"]
+    bad = main_inline(*PENDULUM, "--train-reward-until", "5", "--max-generations", "1",
+                      cwd=tmp_path, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "needs --train-reward" in bad.stderr.strip().splitlines()[-1]
