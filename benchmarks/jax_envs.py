@@ -93,13 +93,12 @@ def learning_curve(env_id: str, budget: int, table: int) -> dict:
         t0 = time.perf_counter()
         subprocess.run(args, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        run = next(Path(tmp).iterdir())
-        rows = read_log(run)
-    evals = [(int(r["TimestepsSoFar"]), float(r["PeriodicEvalRewMean"]), float(r["TimeElapsed"]))
-             for r in rows if int(r["PeriodicEvalCount"])]  # fmt: skip
-    return {"env": env_id, "budget": budget, "wall_s": wall,
-            "train_s": float(rows[-1]["TimeElapsed"]), "evaluations": evals,
-            "best": max(e[1] for e in evals)}  # fmt: skip
+        log = read_log(next(Path(tmp).iterdir()))  # columns
+    evals = [(int(t), ret, sec) for t, ret, sec, n in zip(
+        log["TimestepsSoFar"], log["PeriodicEvalRewMean"], log["TimeElapsed"],
+        log["PeriodicEvalCount"]) if n]  # fmt: skip
+    return {"env": env_id, "budget": budget, "wall_s": wall, "train_s": log["TimeElapsed"][-1],
+            "evaluations": evals, "best": max(e[1] for e in evals)}  # fmt: skip
 
 
 def bench_jax_envs(quick: bool) -> dict:
