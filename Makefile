@@ -8,7 +8,7 @@ PRESET    ?= AntBulletEnv-v0
 TIMESTEPS ?= 3000000
 ARGS      ?=
 
-.PHONY: setup lock train test test-fast docs bench reproduce lint format clean
+.PHONY: setup lock train test test-fast docs bench gpu-wheels reproduce lint format clean
 
 EXTRAS := .[dev,mujoco,ray,export,tracking,docs,jax-envs]
 
@@ -65,6 +65,17 @@ test-fast: setup
 # written to benchmarks/quick/ instead).
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Wheels a GPU machine lacks (Python 3.12, CUDA jax preinstalled, no internet) for
+# benchmarks/jax_gpu.sh, into benchmarks/gpu-wheels (git-ignored; jax itself left out).
+GPU_WHEELS := benchmarks/gpu-wheels
+gpu-wheels: setup
+	$(PY) -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d $(GPU_WHEELS) \
+		brax mujoco-mjx gymnasium optax orbax-checkpoint tqdm
+	cd $(GPU_WHEELS) && rm -f jax-*.whl jaxlib-*.whl jax_*.whl numpy-*.whl scipy-*.whl ml_dtypes-*.whl opt_einsum-*.whl
+	du -sh $(GPU_WHEELS)
 
 # The ES paper's Table 3 on MuJoCo v5 -> experiments/results/table3.md (hours on 2 cores).
 reproduce: setup
