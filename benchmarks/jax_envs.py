@@ -9,7 +9,6 @@ replaces its section of BENCHMARKS.md; ``make bench`` runs it with the others.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,6 @@ SPEED = dict(population_size=64, hidden_dims=(50,), noise_stdev=0.02, learning_r
 # probes.md: Ant_nolfi_nojoints seed 0, generation 380, 7.36M steps).
 WALKER = ROOT / "benchmarks" / "data" / "ant_bullet_walker.npz"
 PAIRS = [("AntBulletEnv-v0", "brax/ant")]
-# BENCH_QUICK=1: the pendulums, one generation (tests/test_learning.py trains the same
-# compiled rollout: brax/inverted_pendulum, this policy, a 2,000,000-float table)
-QUICK_PAIRS = [("InvertedPendulumBulletEnv-v0", "brax/inverted_pendulum")]
 CURVE = ("brax/ant", 3_000_000)  # env, training steps: the learning curve's budget
 
 
@@ -74,9 +70,10 @@ def generation_speed(env_id: str, generations: int, table: int, workers: int = 2
     }
 
 
-def learning_curve(env_id: str, budget: int, table: int) -> dict:
+def learning_curve(env_id: str, budget: int, table: int, target: float | None = None) -> dict:
     """A whole ``python -m esjax.train`` run of ``env_id`` (OpenAI-ES, ``SPEED``'s policy
-    and population, evaluations every 5 generations) to ``budget`` training steps."""
+    and population, evaluations every 5 generations) to ``budget`` training steps (or
+    ``target``, the mean return of an evaluation)."""
     import subprocess
     import tempfile
 
@@ -90,6 +87,8 @@ def learning_curve(env_id: str, budget: int, table: int) -> dict:
                 "--noise-stdev", str(SPEED["noise_stdev"]), "--learning-rate",
                 str(SPEED["learning_rate"]), "--timesteps-per-gen", "1", "--eval-every", "5",
                 "--eval-episodes", "5", "--snapshot-freq", "0", "--seed", "0"]  # fmt: skip
+        if target is not None:
+            args += ["--target-return", str(target)]
         t0 = time.perf_counter()
         subprocess.run(args, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -101,20 +100,17 @@ def learning_curve(env_id: str, budget: int, table: int) -> dict:
             "evaluations": evals, "best": max(e[1] for e in evals)}  # fmt: skip
 
 
-def bench_jax_envs(quick: bool) -> dict:
-    table = 2_000_000 if quick else 250_000_000
-    gens = 1 if quick else 8
+def bench_jax_envs(table: int = 250_000_000, generations: int = 8) -> dict:
+    """Each pair's generation speeds, side by side, and the learning curve."""
     pairs = []
-    for bullet, jax_id in QUICK_PAIRS if quick else PAIRS:
-        print(f"jax envs: {bullet} then {jax_id}, {gens} generations each ...", flush=True)
-        a = generation_speed(bullet, gens, table)
-        b = generation_speed(jax_id, gens, table)
+    for bullet, jax_id in PAIRS:
+        print(f"jax envs: {bullet} then {jax_id}, {generations} generations each ...", flush=True)
+        a = generation_speed(bullet, generations, table)
+        b = generation_speed(jax_id, generations, table)
         pairs.append({"pybullet": a, "jax": b, "ratio": b["live_steps_per_s"]
                       / a["live_steps_per_s"], "goal": 3.0})  # fmt: skip
-    curve = None
-    if not quick:
-        print(f"jax envs: learning curve of {CURVE[0]} to {CURVE[1]:,} steps ...", flush=True)
-        curve = learning_curve(*CURVE, table=table)
+    print(f"jax envs: learning curve of {CURVE[0]} to {CURVE[1]:,} steps ...", flush=True)
+    curve = learning_curve(*CURVE, table=table)
     return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in SPEED.items()},
             "pairs": pairs, "curve": curve}  # fmt: skip
 
@@ -168,20 +164,15 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from esjax.provenance import git_commit, machine
 
-    quick = os.environ.get("BENCH_QUICK") == "1"
-    out = ROOT / "benchmarks" / ("quick" if quick else "results")
-    out.mkdir(parents=True, exist_ok=True)
+    out = ROOT / "benchmarks" / "results"
     meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "command": "python benchmarks/jax_envs.py", "commit": git_commit(ROOT),
-            "quick": quick}  # fmt: skip
-    result = {**meta, **bench_jax_envs(quick)}
+            "command": "python benchmarks/jax_envs.py", "commit": git_commit(ROOT)}  # fmt: skip
+    result = {**meta, **bench_jax_envs()}
     (out / "jax_envs.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = (ROOT / "benchmarks" / "quick" / "BENCHMARKS.md") if quick else ROOT / "BENCHMARKS.md"
-    text = md.read_text() if md.exists() else ""
-    head = text.split(SECTION)[0].rstrip("\n")
+    md = ROOT / "BENCHMARKS.md"
+    head = md.read_text().split(SECTION)[0].rstrip("\n")
     stamp = f"({meta['machine']}; {meta['date']}, commit {meta['commit']}; `{meta['command']}`)"
-    md.write_text((head + "\n\n" if head else "") + render_jax(result).replace(
-        "\n\n", f"\n\n{stamp}\n\n", 1))  # fmt: skip
+    md.write_text(head + "\n\n" + render_jax(result).replace("\n\n", f"\n\n{stamp}\n\n", 1))
     print(f"wrote {out / 'jax_envs.json'} and {md}")
 
 

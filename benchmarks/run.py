@@ -120,11 +120,13 @@ def main() -> None:
     _write(out_dir / "ray_backend.json", {**meta, **rb})
 
     # (6) JAX-native envs (brax/NAME) against pybullet, and a JAX-native learning curve
-    jx = bench_jax_envs(quick)
-    _write(out_dir / "jax_envs.json", {**meta, **jx})
+    # (not when quick: tests/test_learning.py runs benchmarks/jax_envs.py's learning curve)
+    jx = None if quick else bench_jax_envs(table)
+    if jx is not None:
+        _write(out_dir / "jax_envs.json", {**meta, **jx})
 
     md = render_markdown(meta, throughput, peer, update, bandwidth, start, policy)
-    md_path.write_text(md + render_ray(rb) + "\n" + render_jax(jx))
+    md_path.write_text(md + render_ray(rb) + ("\n" + render_jax(jx) if jx else ""))
     print(f"wrote {md_path} and {out_dir}/*.json")
 
 

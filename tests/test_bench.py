@@ -49,11 +49,8 @@ def test_bench_quick_writes_results_and_table_to_scratch_not_over_the_committed_
     assert "| env | strategy, policy | K | timesteps |" in md and "| env | part |" in md
     assert "Plain array copy bandwidth" in md and "EvoTorch" not in md  # no peer when quick
     assert "| backend | K | inference" in md
-    jx = json.loads((tmp_path / "jax_envs.json").read_text())
-    for pair in jx["pairs"]:  # the pendulums, both sides measured
-        assert pair["jax"]["env"] == "brax/inverted_pendulum" and pair["ratio"] > 0
-        assert pair["jax"]["live_steps"] > 0 and pair["pybullet"]["live_steps"] > 0
-    assert "| pybullet env | steps/s |" in md
+    # no JAX-native section when quick (tests/test_learning.py runs its learning curve)
+    assert "JAX-native" not in md
     rb = json.loads((tmp_path / "ray_backend.json").read_text())
     assert all(rb["throughput"][b]["steps_per_s"][0] > 0 for b in ("local", "ray"))
     assert rb["node_loss"]["gen_s_with_loss"] > 0 and "| backend | training steps/s" in md

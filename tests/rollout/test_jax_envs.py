@@ -21,7 +21,7 @@ from tests.rollout.point_env import PointEnv, make_point
 register_jax_envs("point/", make_point)
 
 SPEC = PolicySpec(2, 1, (4,), "tanh", (-1.0,), (1.0,))
-LENGTH = 60
+LENGTH = 30
 TABLE = jnp.asarray(np.random.default_rng(0).standard_normal(10_000, dtype=np.float32))
 POINT = ["--env", "point/line", "--env-kwarg", f"episode_length={LENGTH}", "--preset", "none",
          "--noise-table-size", "20000", "--hidden-dims", "4", "--population-size", "6",
