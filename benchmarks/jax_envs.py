@@ -70,10 +70,11 @@ def generation_speed(env_id: str, generations: int, table: int, workers: int = 2
     }
 
 
-def learning_curve(env_id: str, budget: int, table: int, target: float | None = None) -> dict:
+def learning_curve(env_id: str, budget: int, table: int, target: float | None = None,
+                   extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """A whole ``python -m esjax.train`` run of ``env_id`` (OpenAI-ES, ``SPEED``'s policy
     and population, evaluations every 5 generations) to ``budget`` training steps (or
-    ``target``, the mean return of an evaluation)."""
+    ``target``, the mean return of an evaluation); ``extra``: more flags."""
     import subprocess
     import tempfile
 
@@ -89,6 +90,7 @@ def learning_curve(env_id: str, budget: int, table: int, target: float | None = 
                 "--eval-episodes", "5", "--snapshot-freq", "0", "--seed", "0"]  # fmt: skip
         if target is not None:
             args += ["--target-return", str(target)]
+        args += extra
         t0 = time.perf_counter()
         subprocess.run(args, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0
