@@ -5,5 +5,7 @@
 ``messages`` (the typed records between trainer and workers) and ``transport`` (the
 ``WorkerPool`` protocol the backends implement); the backends: ``local`` (spawned processes
 on this machine), ``inline`` (in the trainer's process) and ``ray_pool`` / ``ray_cluster``
-(Ray actors on a cluster); ``dispatch`` hands a generation's episodes to any of them.
+(Ray actors on a cluster), and for JAX-native envs (``jax_envs``: ``brax/NAME``)
+``jax_pool``, whose episodes run as jitted chunks (``jax_rollout``) in the trainer's
+process; ``dispatch`` hands a generation's episodes to any of them.
 """
