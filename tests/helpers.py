@@ -68,3 +68,37 @@ def main_inline(*args, cwd, backend="inline", check=True) -> subprocess.Complete
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def trainer_rows(cfg, generations: int, resume_after: int | None = None, cols=()):
+    """(log rows' ``cols`` as an array (generations, len(cols)), final θ) of ``cfg``
+    trained in this process with ``esjax.trainer.Trainer``; with ``resume_after``, the
+    trainer is checkpointed, closed and a new one restored before that generation."""
+    import tempfile
+
+    import numpy as np
+
+    from esjax.run.checkpoint import CheckpointStore
+    from esjax.run.state import load_run
+    from esjax.trainer import Trainer
+
+    def started():
+        t = Trainer.from_config(cfg, log=lambda s: None)
+        t.start()
+        return t
+
+    trainer, rows = started(), []
+    try:
+        for g in range(generations):
+            if g == resume_after:
+                with tempfile.TemporaryDirectory() as run_dir:
+                    store = CheckpointStore(run_dir, keep=1)
+                    trainer.save(store)
+                    store.close()
+                    trainer.close()
+                    trainer = started()
+                    trainer.restore(load_run(Path(run_dir), "latest", trainer.cfg, trainer.info))
+            rows.append(trainer.step())
+    finally:
+        trainer.close()
+    return np.array([[r[c] for c in cols] for r in rows]), np.asarray(trainer.state.theta)

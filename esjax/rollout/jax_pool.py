@@ -65,8 +65,6 @@ class JaxPool(Transport):
         self._pending: list[deque[Episode]] = [deque() for _ in range(self.lanes)]
         self._rollout = None
         self._threads = ThreadPoolExecutor(self.lanes, thread_name_prefix="esjax-lane")
-        self.chunks = 0  # jitted calls so far
-        self.padded = 0  # members run only to fill a chunk
 
     def start(self) -> None:
         t0 = time.perf_counter()
@@ -147,8 +145,6 @@ class JaxPool(Transport):
         out = jax.device_get(self._rollout(self._device_table, jnp.asarray(theta), sigma,
                                            ob_mean, ob_std, members))  # fmt: skip
         seconds = time.perf_counter() - t0
-        self.chunks += 1
-        self.padded += pad
         live = max(1, int(out.length.sum()))
         msgs: list = []
         for i, ep in enumerate(eps):

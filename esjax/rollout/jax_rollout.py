@@ -61,7 +61,7 @@ class _Carry(NamedTuple):
     finite: jax.Array
 
 
-def _train_reward_fn(train_reward: tuple, ac_dim: int):
+def _train_reward_fn(train_reward: tuple):
     """``fn(state, action) -> the step's --train-reward`` (None: the stock reward)."""
     if not train_reward:
         return None
@@ -89,7 +89,7 @@ def make_chunk_rollout(env, episode_length: int, spec: PolicySpec, ac_noise_std:
     PGPE's (P,); ob_mean, ob_std (ob_dim,); members: ``Members`` of one chunk size C."""
     low = jnp.asarray(spec.ac_low, jnp.float32)
     high = jnp.asarray(spec.ac_high, jnp.float32)
-    train_fn = _train_reward_fn(train_reward, spec.ac_dim)
+    train_fn = _train_reward_fn(train_reward)
     num_params = spec.num_params
 
     def member_start(table, theta, sigma, m):

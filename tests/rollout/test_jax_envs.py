@@ -3,9 +3,6 @@ the trainer's guarantees (strategies, evaluations, repeatability, exact resume).
 JAX env (tests/rollout/point_env.py) compiles in about a second; Brax itself is in the
 slow tier (tests/test_learning.py)."""
 
-import tempfile
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +12,7 @@ from esjax.config import Config
 from esjax.core.policy import PolicySpec, policy_apply, policy_init, unravel
 from esjax.rollout.jax_envs import is_jax_env, make_jax_env, register_jax_envs
 from esjax.rollout.jax_rollout import Members, make_chunk_rollout
-from tests.helpers import main_inline, only_run_dir, read_log, run_module
+from tests.helpers import main_inline, only_run_dir, read_log, run_module, trainer_rows
 from tests.rollout.point_env import PointEnv, make_point
 
 register_jax_envs("point/", make_point)
@@ -125,38 +122,14 @@ def test_ids_and_bad_input_are_one_line_errors(tmp_path):
 def _run(algo: str, resume_after: int | None = None, gens: int = 4, lanes: int = 1):
     """Log rows and final θ of a short point/line run (``lanes`` chunks at once),
     optionally checkpointed and resumed."""
-    from esjax.run.checkpoint import CheckpointStore
-    from esjax.run.state import load_run
-    from esjax.trainer import Trainer
-
     cfg = Config(env="point/line", env_kwargs=(f"episode_length={LENGTH}",), algo=algo,
                  seed=1, population_size=6, timesteps_per_gen=100, max_generations=gens,
                  noise_table_size=20_000, hidden_dims=(4,), envs_per_worker=4, num_workers=lanes,
                  eval_every=2, eval_episodes=3,
                  train_reward="constant=0.5,dist=1" if algo == "pgpe" else "")  # fmt: skip
-
-    def started():
-        t = Trainer.from_config(cfg, log=lambda s: None)
-        t.start()
-        return t
-
-    trainer, rows = started(), []
-    try:
-        for g in range(gens):
-            if g == resume_after:
-                with tempfile.TemporaryDirectory() as run_dir:
-                    store = CheckpointStore(run_dir, keep=1)
-                    trainer.save(store)
-                    store.close()
-                    trainer.close()
-                    trainer = started()
-                    trainer.restore(load_run(Path(run_dir), "latest", trainer.cfg, trainer.info))
-            rows.append(trainer.step())
-    finally:
-        trainer.close()
     cols = ["GenRewMean", "GenTrainRewMean", "GenLenMean", "TimestepsSoFar", "ObCount",
             "PeriodicEvalRewMean", "GradNorm"]  # fmt: skip
-    return np.array([[r[c] for c in cols] for r in rows]), np.asarray(trainer.state.theta)
+    return trainer_rows(cfg, gens, resume_after, cols)
 
 
 @pytest.mark.parametrize("algo", ["openai-es", "ars", "pgpe"])

@@ -2,8 +2,6 @@
 evaluations and the stock-return columns on the env's stock reward."""
 
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from esjax.rollout.train_reward import (
     parse_train_reward,
     step_reward_fn,
 )
-from tests.helpers import main_inline, only_run_dir, read_log
+from tests.helpers import main_inline, only_run_dir, read_log, trainer_rows
 
 STOCK_PYBULLET = ",".join(f"{t}=1" for t in PYBULLET_TERMS)
 
@@ -136,37 +134,12 @@ def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
 def _hopper_run(envs_per_worker: int, resume_after: int | None = None):
     """Log rows and final θ of a short HopperBulletEnv-v0 run on progress alone, inline
     (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
-    from esjax.run.checkpoint import CheckpointStore
-    from esjax.run.state import load_run
-    from esjax.trainer import Trainer
-
     cfg = Config(env="HopperBulletEnv-v0", seed=2, population_size=6, timesteps_per_gen=600,
                  max_generations=3, noise_table_size=2_000_000, hidden_dims=(8,),
                  num_workers=1, envs_per_worker=envs_per_worker, backend="inline",
                  train_reward="progress=1,joints_at_limit=1,action_sq=-0.01")  # fmt: skip
-
-    def started():
-        t = Trainer.from_config(cfg, log=lambda s: None)
-        t.start()
-        return t
-
-    trainer = started()
-    rows = []
-    try:
-        for g in range(cfg.max_generations):
-            if g == resume_after:
-                with tempfile.TemporaryDirectory() as run_dir:
-                    store = CheckpointStore(run_dir, keep=1)
-                    trainer.save(store)
-                    store.close()
-                    trainer.close()
-                    trainer = started()
-                    trainer.restore(load_run(Path(run_dir), "latest", trainer.cfg, trainer.info))
-            rows.append(trainer.step())
-    finally:
-        trainer.close()
     cols = ["GenRewMean", "GenTrainRewMean", "GenTrainRewMax", "GenLenMean", "GradNorm"]
-    return np.array([[r[c] for c in cols] for r in rows]), np.asarray(trainer.state.theta)
+    return trainer_rows(cfg, cfg.max_generations, resume_after, cols)
 
 
 def test_a_training_reward_keeps_layout_independence_and_exact_resume():
