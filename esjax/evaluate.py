@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             parser.fail(f"--video {args.video}: cannot write in {args.video.parent} "
                         f"({e.strerror}): choose another location")  # fmt: skip
+    if args.video is not None:  # before MuJoCo is imported (Brax imports it): it picks
+        os.environ.setdefault("MUJOCO_GL", "egl")  # its GL then; no display here: EGL
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     try:
         from esjax.rollout.envs import make_env
         from esjax.rollout.jax_envs import is_jax_env
@@ -127,22 +131,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate_jax(args, run, parser) -> int:
-    """``main`` for a JAX-native env: the episodes as one jitted call (no video)."""
-    from esjax.rollout.jax_envs import enable_compilation_cache
-    from esjax.rollout.jax_pool import run_noiseless
+    """``main`` for a JAX-native env: the returns from the episodes as one jitted call (as
+    training ran them); the video from the same episodes stepped one at a time."""
+    from esjax.rollout.jax_envs import enable_compilation_cache, make_jax_env
+    from esjax.rollout.jax_pool import render_noiseless, run_noiseless
     from esjax.run.resolve import worker_config
 
-    if args.video is not None:
-        parser.fail(f"--video: {run.cfg.env} is a JAX-native env and esjax does not render "
-                    "those: drop --video")  # fmt: skip
+    if args.video is not None and not hasattr(make_jax_env(run.cfg.env, run.cfg.env_kwargs).env,
+                                              "render"):  # fmt: skip
+        parser.fail(f"--video: {run.cfg.env} has no render(trajectory): drop --video")
     enable_compilation_cache()
     theta, mean, std = run.policy(args.checkpoint)
     seeds = [args.seed + i for i in range(args.episodes)]
-    rets, lens = run_noiseless(worker_config(run.cfg, run.spec), theta, mean, std, seeds)
+    wcfg = worker_config(run.cfg, run.spec)
+    rets, lens = run_noiseless(wcfg, theta, mean, std, seeds)
     print(
         f"{run.cfg.env} checkpoint {run.step} ({args.checkpoint}): {args.episodes} episodes, "
         f"return {rets.mean():.1f} ± {rets.std():.1f}, length {lens.mean():.1f} ± {lens.std():.1f}"
     )
+    if args.video is not None:
+        try:
+            frames, fps = render_noiseless(wcfg, theta, mean, std, seeds)
+        except ConfigError as e:
+            parser.fail(str(e))
+        except Exception as e:  # no EGL, a GL that does not work: one line
+            parser.fail(f"--video: cannot render {run.cfg.env} headless "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): "
+                        "install EGL (apt install libegl1) or set MUJOCO_GL=osmesa")  # fmt: skip
+        write_video(args.video, frames, fps)
+        print(f"video: {args.video} ({len(frames)} frames at {fps} fps)")
     return 0
 
 

@@ -375,9 +375,7 @@ def _print_summary(trainer, run_dir: Path) -> None:
     best_step = trainer.recorder.best_step
     best_ckpt = run_dir / "checkpoints" / str(best_step) if best_step is not None else None
     which = "best" if best_ckpt else "latest"
-    from esjax.rollout.jax_envs import is_jax_env
-
-    video = "" if is_jax_env(trainer.cfg.env) else f" --video {run_dir}/{which}.mp4"
+    video = f" --video {run_dir}/{which}.mp4"
     print(
         f"done: {t.generation} generations, {t.timesteps:,} training timesteps "
         f"({t.env_steps:,} env steps in all) in {t.time_elapsed:.0f} s; best evaluation "

@@ -208,3 +208,40 @@ def run_noiseless(cfg: WorkerConfig, theta, ob_mean, ob_std, seeds: list[int]):
         pool.close()
     ordered = [results[i] for i in range(len(seeds))]
     return np.array([r.ret for r in ordered]), np.array([r.length for r in ordered])
+
+
+def render_noiseless(
+    cfg: WorkerConfig, theta, ob_mean, ob_std, seeds: list[int], size: tuple[int, int] = (480, 640)
+) -> tuple[list[np.ndarray], int]:
+    """(frames (H, W, 3) uint8 of noiseless episodes of θ, reset with ``seeds``, one after
+    the other; frames per second) through the env's ``render(trajectory, height, width)``
+    (Brax's, with MuJoCo's renderer). The episodes are stepped one at a time here, not in
+    a chunk: a frame shows the same policy, not necessarily the chunk's last bits."""
+    from esjax.core.policy import policy_apply, unravel
+    from esjax.errors import ConfigError
+
+    jenv = make_jax_env(cfg.env_id, cfg.env_kwargs)
+    env = jenv.env
+    if not hasattr(env, "render"):
+        raise ConfigError(f"--video: {cfg.env_id} has no render(trajectory): drop --video")
+    spec = cfg.spec
+    low, high = np.asarray(spec.ac_low, np.float32), np.asarray(spec.ac_high, np.float32)
+    params = unravel(spec, jnp.asarray(theta, jnp.float32))
+
+    @jax.jit
+    def step(state):
+        action = policy_apply(spec, params, state.obs, ob_mean, ob_std)
+        return env.step(state, jnp.clip(action, low, high))
+
+    reset = jax.jit(env.reset)
+    frames: list[np.ndarray] = []
+    for seed in seeds:
+        state = reset(jax.random.PRNGKey(np.uint32(seed)))
+        trajectory = [state.pipeline_state]
+        for _ in range(jenv.episode_length):
+            state = step(state)
+            trajectory.append(state.pipeline_state)
+            if float(state.done):
+                break
+        frames += [np.asarray(f) for f in env.render(trajectory, height=size[0], width=size[1])]
+    return frames, max(1, round(1.0 / float(getattr(env, "dt", 1 / 30))))

@@ -155,7 +155,8 @@ def test_the_cli_writes_a_run_that_evaluates_and_exports(tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert "point/line checkpoint" in ev.stdout and "3 episodes" in ev.stdout
     video = run_module("esjax.evaluate", str(run), "--video", str(tmp_path / "v.mp4"))
-    assert video.returncode == 2 and "drop --video" in video.stderr
+    assert video.returncode == 2 and "has no render(trajectory)" in video.stderr
+    assert "episodes" not in video.stdout  # refused before any episode ran
     out = tmp_path / "policy.npz"
     ex = run_module("esjax.export", str(run), "--out", str(out))
     assert ex.returncode == 0, ex.stderr
