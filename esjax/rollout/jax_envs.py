@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from esjax.errors import ConfigError
 from esjax.option_values import env_kwargs_dict
@@ -63,7 +63,7 @@ class JaxEnv(NamedTuple):
     """A created JAX-native env: the env object and how esjax runs it."""
 
     env_id: str
-    env: object  # reset(key), step(state, action), observation_size, action_size
+    env: Any  # reset(key), step(state, action), observation_size, action_size
     episode_length: int  # steps before esjax ends an episode
 
     @property
