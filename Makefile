@@ -12,14 +12,13 @@ ARGS      ?=
 
 EXTRAS := .[dev,mujoco,ray,export,tracking,docs,jax-envs]
 
-# --no-compile: modules are byte-compiled when first imported, not all at install.
 # constraints.txt pins every installed version (results depend on jax, numpy, mujoco,
 # pybullet...: docs/reproducibility.md); `make lock` moves the pins to the newest releases.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "esjax needs Python >= 3.11, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e '$(EXTRAS)'
+	$(PY) -m pip install --quiet -c constraints.txt -e '$(EXTRAS)'
 	@touch $(STAMP)
 
 setup: $(STAMP)
