@@ -61,7 +61,7 @@ class JaxPool(Transport):
         self.table: np.ndarray | None = table  # None: ``start`` fills it from ``seed``
         self.restarts = 0
         self._device_table = None
-        self._params: tuple | None = None  # (gen, theta, sigma, ob_mean, ob_std)
+        self._params: tuple | None = None  # (theta, sigma, ob_mean, ob_std) on the device
         self._pending: list[deque[Episode]] = [deque() for _ in range(self.lanes)]
         self._rollout = None
         self._threads = ThreadPoolExecutor(self.lanes, thread_name_prefix="esjax-lane")
@@ -97,13 +97,8 @@ class JaxPool(Transport):
 
     def broadcast_params(self, gen: int, theta, ob_mean, ob_std, sigma=None) -> None:
         sigma = self.cfg.noise_stdev if sigma is None else sigma
-        self._params = (
-            gen,
-            np.asarray(theta, np.float32),
-            np.asarray(sigma, np.float32),
-            np.asarray(ob_mean, np.float32),
-            np.asarray(ob_std, np.float32),
-        )
+        # on the device once per generation, not once per chunk
+        self._params = tuple(jnp.asarray(x, jnp.float32) for x in (theta, sigma, ob_mean, ob_std))
         for lane, pending in enumerate(self._pending):
             stale = sum(1 for e in pending if e.gen < gen)
             if stale:
@@ -120,7 +115,7 @@ class JaxPool(Transport):
         if not busy or self._params is None:
             time.sleep(wait)
             return
-        _, theta, sigma, ob_mean, ob_std = self._params
+        theta, sigma, ob_mean, ob_std = self._params
         runs = {}
         for lane in busy:
             pending, n = self._pending[lane], self.envs_per_worker
@@ -142,8 +137,8 @@ class JaxPool(Transport):
             calc_obstat=np.array([e.calc_obstat for e in eps] + [False] * pad, bool),
         )
         t0 = time.perf_counter()
-        out = jax.device_get(self._rollout(self._device_table, jnp.asarray(theta), sigma,
-                                           ob_mean, ob_std, members))  # fmt: skip
+        out = jax.device_get(self._rollout(self._device_table, theta, sigma, ob_mean, ob_std,
+                                           members))  # fmt: skip
         seconds = time.perf_counter() - t0
         live = max(1, int(out.length.sum()))
         msgs: list = []
