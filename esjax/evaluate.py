@@ -32,29 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, frames=None):
-    """Returns and lengths of noiseless episodes; appends rendered frames to ``frames``."""
+    """(returns, lengths, forward distances in m or None) of noiseless episodes; appends
+    rendered frames to ``frames``. A distance is the root body's x at the episode's end
+    minus at its reset (``torso_x``), None for an env without a body position."""
     from tqdm import tqdm
 
     from esjax.core.policy import unravel
+    from esjax.rollout.envs import torso_x
     from esjax.rollout.worker import act
 
     # The workers' own observation -> action path, so returns match what training measured.
     params = unravel(spec, np.asarray(theta, np.float32))
     ob_mean, ob_std = np.asarray(ob_mean, np.float32), np.asarray(ob_std, np.float32)
-    returns, lengths = [], []
+    returns, lengths, distances = [], [], []
     limit = env.spec.max_episode_steps if env.spec else None
     # A bar while recording, on a terminal only (disable=None): in a log file it would be
     # a redraw per frame.
     bar = tqdm(total=episodes * (limit or 1000), unit="step", leave=False, file=sys.stderr,
                disable=True if frames is None else None)  # fmt: skip
     for i in range(episodes):
-        ob, _ = env.reset(seed=seed + i)
+        ob, info = env.reset(seed=seed + i)
+        x0 = torso_x(env, info)
         if frames is not None:
             frames.append(env.render())
         ret, length, done = 0.0, 0, False
         while not done:
             a = act(spec, params, np.asarray(ob, np.float32).ravel(), ob_mean, ob_std)
-            ob, r, terminated, truncated, _ = env.step(a.reshape(env.action_space.shape))
+            ob, r, terminated, truncated, info = env.step(a.reshape(env.action_space.shape))
             ret += float(r)
             length += 1
             done = terminated or truncated
@@ -63,8 +67,11 @@ def run_episodes(env, spec, theta, ob_mean, ob_std, episodes: int, seed: int, fr
             bar.update()
         returns.append(ret)
         lengths.append(length)
+        x1 = torso_x(env, info)
+        distances.append(None if x0 is None or x1 is None else x1 - x0)
     bar.close()
-    return np.array(returns), np.array(lengths)
+    forward = None if None in distances else np.array(distances)
+    return np.array(returns), np.array(lengths), forward
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
@@ -117,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg, step = run.cfg, run.step
     theta, mean, std = run.policy(args.checkpoint)
     frames: list[np.ndarray] | None = [] if args.video else None
-    rets, lens = run_episodes(env, run.spec, theta, mean, std, args.episodes, args.seed, frames)
+    rets, lens, forward = run_episodes(env, run.spec, theta, mean, std, args.episodes,
+                                       args.seed, frames)  # fmt: skip
     env.close()
+    moved = "" if forward is None else (
+        f", torso x {forward.mean():+.2f} ± {forward.std():.2f} m "
+        f"(from {forward.min():+.2f} to {forward.max():+.2f})")  # fmt: skip
     print(
         f"{cfg.env} checkpoint {step} ({args.checkpoint}): {args.episodes} episodes, "
         f"return {rets.mean():.1f} ± {rets.std():.1f}, length {lens.mean():.1f} ± {lens.std():.1f}"
+        + moved
     )
     if frames is not None:
         fps = int(env.metadata.get("render_fps", 30))

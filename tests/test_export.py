@@ -141,6 +141,6 @@ def test_onnx_policy_runs_an_episode_without_esjax(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = load_run(run, "best")
     env = make_env("InvertedPendulum-v5")
-    returns, _ = run_episodes(env, loaded.spec, *loaded.policy("best"), episodes=1, seed=11)
+    returns, _, _ = run_episodes(env, loaded.spec, *loaded.policy("best"), episodes=1, seed=11)
     env.close()
     assert float(proc.stdout) == pytest.approx(returns[0], rel=1e-6)  # esjax's own episode

@@ -77,6 +77,7 @@ def test_mujoco_evaluate_and_headless_video(tmp_path, hopper_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [ln for ln in proc.stdout.splitlines() if "episodes, return" in ln][0]
     length = float(line.split("length ")[1].split(" ")[0])
+    assert np.isfinite(float(line.split("torso x ")[1].split(" ")[0]))  # metres moved
     reader = imageio.get_reader(video)
     try:
         count = reader.count_frames()

@@ -221,6 +221,16 @@ def describe_env(env: gym.Env) -> EnvInfo:
     )
 
 
+def torso_x(env: gym.Env, info: dict) -> float | None:
+    """The x position (m) of the body's root, forward being +x, from ``env`` and the
+    ``info`` of its last reset or step: a pybullet locomotor's torso, a MuJoCo v5 env's
+    ``info["x_position"]`` (its root, qpos[0]); None for an env without one."""
+    if "x_position" in info:
+        return float(info["x_position"])
+    xyz = getattr(getattr(env.unwrapped, "robot", None), "body_real_xyz", None)
+    return None if xyz is None else float(xyz[0])
+
+
 def step_seconds(env_id: str, steps: int = 20, kwargs: tuple[str, ...] = ()) -> float:
     """Seconds one ``step`` of ``env_id`` takes here: the median of 3 runs of ``steps``
     steps with zero actions after a reset (sizes --envs-per-worker auto)."""

@@ -67,3 +67,34 @@ def test_stepping_below_the_checking_wrappers_gives_the_same_episodes(env_id):
     assert _episodes(inner.step, bare.reset, bare, 7, limit) == want
     if env_id == "Pendulum-v1":
         assert [t[3] for t in want].count(True) == 3 and len(want) == 600
+
+
+@pytest.mark.parametrize("env_id", ["HopperBulletEnv-v0", "Hopper-v5"])
+def test_torso_x_follows_the_body_that_moves(env_id):
+    """``evaluate`` reports how far the body went: the root's x at reset and after each
+    step, in metres. A hopper pushed by a constant action tips forward (+x) and falls;
+    its x is read from the physics, not integrated from the reward."""
+    if env_id.endswith("-v5"):
+        pytest.importorskip("mujoco")
+    from esjax.rollout.envs import torso_x
+
+    env = make_env(env_id)
+    _, info = env.reset(seed=0)
+    start = torso_x(env, info)
+    push = np.full(env.action_space.shape, 0.5, np.float32)
+    xs, done = [], False
+    while not done:
+        _, _, terminated, truncated, info = env.step(push)
+        xs.append(torso_x(env, info))
+        done = terminated or truncated
+    assert abs(start) < 0.01 and xs[-1] > start + 0.1 and len(set(xs)) > len(xs) // 2
+    _, info = env.reset(seed=1)
+    assert abs(torso_x(env, info)) < 0.01  # back at the start after a reset
+
+
+def test_torso_x_is_none_without_a_body_position():
+    from esjax.rollout.envs import torso_x
+
+    env = make_env("InvertedPendulumBulletEnv-v0")
+    _, info = env.reset(seed=0)
+    assert torso_x(env, info) is None
