@@ -152,3 +152,32 @@ def test_best_within_counts_only_evaluations_inside_the_budget():
 
     run = {"steps": [0, 100, 200], "eval_mean": [1.0, 5.0, 9.0]}
     assert best_within(run, 150) == 5.0 and best_within(run, 200) == 9.0
+
+
+def test_seed_report_cuts_each_run_at_the_budget(tmp_path):
+    """A run trained by hand (here 4 tiny generations, θ evaluated before each)
+    summarized within a budget: evaluations of θs made past it are left out."""
+    from esjax.run.seed_stats import eval_curve
+    from experiments.seed_report import main as seed_report
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "esjax.train", "--env", "InvertedPendulumBulletEnv-v0",
+         "--max-generations", "4", "--population-size", "8", "--timesteps-per-gen", "100",
+         "--noise-table-size", "1000000", "--backend", "inline", "--eval-every", "1",
+         "--eval-episodes", "1", "--seed", "3", "--run-dir", str(tmp_path / "runs")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    curve = eval_curve(run)
+    assert len(curve["steps"]) == 4 and curve["steps"][0] == 0
+    budget = curve["steps"][2]
+    assert seed_report([str(run), "--budget", str(budget), "--target", "1e9", "--also", "1",
+                        "--title", "pendulum", "--out", str(tmp_path / "report")]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    (seed,) = summary["seeds"]
+    assert (seed["seed"], seed["evaluations"]) == (3, 3)
+    assert seed["best"] == pytest.approx(max(curve["eval_mean"][:3]))
+    assert seed["total_env_steps"] == curve["steps"][3]  # the training steps up to the cut
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "pendulum within" in text and "Target 1: median env steps to it 0" in text

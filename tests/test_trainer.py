@@ -109,8 +109,7 @@ def test_periodic_evaluation_runs_noiseless_episodes_of_theta_and_changes_no_tra
     env = make_env(BASE["env"])
     try:
         for r in gen.periodic:
-            rets, lens, _ = run_episodes(env, trainer.spec, before, 0.0, 1.0, 1,
-                                         r.episode.env_seed)
+            rets, lens, _ = run_episodes(env, trainer.spec, before, 0.0, 1.0, 1, r.episode.env_seed)
             assert (rets[0], lens[0]) == pytest.approx((r.ret, r.length))
     finally:
         env.close()
