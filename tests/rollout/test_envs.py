@@ -22,9 +22,10 @@ def test_an_episode_is_the_same_in_a_new_env_and_after_other_episodes(env_id):
     """ES runs the two mirrored episodes of a unit with one reset seed, often in the same
     env one after the other. pybullet kept the first one's contact manifolds (and their
     warm-start impulses) across the reset, so the second could step differently from the
-    same episode in a new env (on Hopper: seeds 22 and 26 of these 30)."""
+    same episode in a new env (on Hopper: seeds 22 and 26 of 0-29; the test keeps those
+    two and five more)."""
     used = make_env(env_id)
-    for seed in range(30):
+    for seed in (0, 1, 2, 3, 4, 22, 26):
         zero_action_episode(used, seed)  # the same start, so its last contacts fit the next
         again = zero_action_episode(used, seed)
         new = make_env(env_id)
