@@ -20,7 +20,7 @@ COLUMNS = ["GenRewMean", "GenRewStd", "GenLenMean", "GenRewMax", "EvalGenRewardM
 
 def run(hidden, workers, envs, backend="local"):
     """Log columns (all generations) and the final θ of a short Hopper run."""
-    cfg = Config(env="HopperBulletEnv-v0", seed=3, population_size=8, timesteps_per_gen=3000,
+    cfg = Config(env="HopperBulletEnv-v0", seed=3, population_size=8, timesteps_per_gen=1500,
                  max_generations=3, noise_table_size=10_000_000, hidden_dims=hidden,
                  num_workers=workers, envs_per_worker=envs, eval_prob=0.05,
                  backend=backend)  # fmt: skip

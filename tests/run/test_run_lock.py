@@ -25,7 +25,9 @@ def test_a_second_lock_is_refused_naming_pid_and_host_and_released_on_release(tm
 
 @pytest.mark.integration
 def test_two_resumes_at_once_one_is_refused_and_a_killed_holder_frees_the_run(tmp_path):
-    train(*TINY, "--max-generations", "1", cwd=tmp_path)
+    # inline (episodes in the trainer's process): the lock is the trainer's, and the
+    # resumes below keep the run's backend, so no worker process is started 4 times
+    train(*TINY, "--backend", "inline", "--max-generations", "1", cwd=tmp_path)
     run = only_run_dir(tmp_path)
     cmd = [sys.executable, "-m", "esjax.train", "--resume", str(run), "--max-generations", "500"]
     holder = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
