@@ -44,16 +44,17 @@ train: setup
 # The whole suite, every tier (tests/conftest.py; times in docs/development.md): the unit tier on
 # 2 processes; integration and ray side by side, each one test at a time (their tests wait
 # on processes, signals and nodes more than they compute; never two Ray clusters at once),
-# ray's output printed after integration's; slow on 2 processes (its figures are not checked).
+# ray's output printed after integration's, the docs built while ray ends (ray takes longer);
+# slow on 2 processes (its figures are not checked).
 RAY_LOG := $(VENV)/ray-tier.log
 test: setup
 	$(PY) -m pytest -q -m unit -n 2
 	@$(PY) -m pytest -q -m ray -p no:cacheprovider > $(RAY_LOG) 2>&1 & ray=$$!; \
 	$(PY) -m pytest -q -m integration; integration=$$?; \
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet; docs=$$?; \
 	wait $$ray; ray=$$?; echo "--- ray tier ---"; cat $(RAY_LOG); \
-	exit $$(( integration || ray ))
+	exit $$(( integration || docs || ray ))
 	$(PY) -m pytest -q -m slow -n 2
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # The docs site (docs/, mkdocs.yml) into site/, warnings as errors (make test builds it too).
 docs: setup
