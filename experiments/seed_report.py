@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{run}: not a run directory (no log.csv)")
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [run_within(r.absolute(), args.budget) for r in args.runs]
-    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     _, lines = write_summary(args.out, runs, args.target,
                              f"{args.title} within {args.budget:,.0f} env steps",
                              f"python -m experiments.seed_report {argv_text}")  # fmt: skip
