@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from esjax.run.metrics import read_log
-from esjax.run.seed_stats import eval_curve, median_reach, write_summary
+from esjax.run.seed_stats import eval_curve, median_reach, training_steps_before, write_summary
 from experiments.harness import REPO, write_markdown
 
 
@@ -31,7 +31,7 @@ def run_within(run_dir: Path, budget: float) -> dict:
     curve = eval_curve(run_dir)
     keep = [i for i, s in enumerate(curve["steps"]) if s <= budget]
     log = read_log(run_dir)
-    before = [0.0] + [a - b for a, b in zip(log["EnvStepsSoFar"], log["PeriodicEvalStepsSoFar"])]
+    before = training_steps_before(log)
     last = max(i for i in range(len(log["TimeElapsed"])) if before[i] <= budget)
     config = json.loads((run_dir / "config.json").read_text())
     return {

@@ -21,8 +21,7 @@ def eval_curve(run_dir: Path) -> dict:
 
     log = read_log(Path(run_dir))
     env_steps, eval_steps = log["EnvStepsSoFar"], log["PeriodicEvalStepsSoFar"]
-    # Training env steps before each generation: those after the one before it.
-    before = [0.0] + [a - b for a, b in zip(env_steps, eval_steps)][:-1]
+    before = training_steps_before(log)[:-1]
     rows = [i for i, n in enumerate(log["PeriodicEvalCount"]) if n]
     return {
         "steps": [int(before[i]) for i in rows],
@@ -32,6 +31,13 @@ def eval_curve(run_dir: Path) -> dict:
         "total_env_steps": int(env_steps[-1]) if env_steps else 0,
         "eval_env_steps": int(eval_steps[-1]) if eval_steps else 0,
     }
+
+
+def training_steps_before(log: dict) -> list[float]:
+    """Training env steps before each generation of a log (``read_log``), and after the
+    last one: the env steps minus the periodic evaluations' own, one row later."""
+    done = [a - b for a, b in zip(log["EnvStepsSoFar"], log["PeriodicEvalStepsSoFar"])]
+    return [0.0, *done]
 
 
 def first_reach(steps: list[int], evals: list[float], target: float) -> int | None:
