@@ -11,6 +11,8 @@ from setuptools.command.build_py import build_py
 class BuildPyWithCommit(build_py):
     def run(self):
         super().run()
+        if self.editable_mode:  # an editable install reads the commit from its checkout
+            return
         try:
             git = ["git", "rev-parse", "--short", "HEAD"]
             here = Path(__file__).parent
