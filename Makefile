@@ -52,9 +52,9 @@ test: setup
 	@$(PY) -m pytest -q -m ray -p no:cacheprovider > $(RAY_LOG) 2>&1 & ray=$$!; \
 	$(PY) -m pytest -q -m integration; integration=$$?; \
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet; docs=$$?; \
+	$(PY) -m pytest -q -m slow -n 2; slow=$$?; \
 	wait $$ray; ray=$$?; echo "--- ray tier ---"; cat $(RAY_LOG); \
-	exit $$(( integration || docs || ray ))
-	$(PY) -m pytest -q -m slow -n 2
+	exit $$(( integration || docs || slow || ray ))
 
 # The docs site (docs/, mkdocs.yml) into site/, warnings as errors (make test builds it too).
 docs: setup

@@ -1,4 +1,7 @@
-"""`make bench` in its BENCH_QUICK smoke-test mode (the figures are not checked)."""
+"""`make bench` in its BENCH_QUICK smoke-test mode (the figures are not checked).
+
+A ray-tier test: the benchmark starts a private Ray instance and a 2-node cluster, and the
+ray tier runs its tests one at a time, never two Ray instances at once."""
 
 import json
 import os
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parent.parent
 
