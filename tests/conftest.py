@@ -6,8 +6,9 @@
 - integration: what needs processes: signals, killed and hung workers, a run killed and
   resumed, layout determinism on worker processes, MuJoCo rendering, the CLI in its own
   process.
-- ray: the Ray backend on a local 2-node cluster.
-- slow: learning to a threshold, the experiments' quick modes, the benchmarks.
+- ray: every test that starts Ray: the Ray backend on a local 2-node cluster, the
+  benchmarks' quick mode. One at a time.
+- slow: learning to a threshold, the experiments' quick modes, the package and seams.
 
 A test without one of the last three marks is a unit test.
 """
