@@ -42,10 +42,10 @@ train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
 
 # The whole suite, every tier (tests/conftest.py; times in docs/development.md): the unit tier on
-# 2 processes; integration and ray side by side, each one test at a time (their tests wait
-# on processes, signals and nodes more than they compute; never two Ray clusters at once),
-# ray's output printed after integration's, the docs built while ray ends (ray takes longer);
-# slow on 2 processes (its figures are not checked).
+# 2 processes; then ray (every test that starts Ray, the quick benchmark included: one test
+# at a time, never two Ray instances at once) beside integration (one test at a time: its
+# tests wait on processes and signals more than they compute), the docs build and slow on
+# 2 processes; ray's output is printed last (ray takes longest).
 RAY_LOG := $(VENV)/ray-tier.log
 test: setup
 	$(PY) -m pytest -q -m unit -n 2
