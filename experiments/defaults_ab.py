@@ -53,10 +53,11 @@ VARIANTS = {
     "40 episodes per generation": (["--population-size", "40"], None),
 }
 # Config fields that may differ between a reused run and this script's own (budget,
-# layout, checkpoints, the preset's path): they do not change what is trained.
+# layout, checkpoints, where the preset and the run live): they do not change what is
+# trained.
 LAYOUT_FIELDS = {"max_timesteps", "max_generations", "num_workers", "envs_per_worker",
                  "snapshot_freq", "keep_checkpoints", "backend", "ray_address", "logger",
-                 "target_return", "preset"}  # fmt: skip
+                 "target_return", "preset", "run_dir"}  # fmt: skip
 
 
 def apply_change(key: str | None) -> None:

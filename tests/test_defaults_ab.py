@@ -50,7 +50,8 @@ def test_reuses_a_run_of_the_same_training_whatever_its_layout_but_not_another(t
     flags = train_flags("HopperBulletEnv-v0", 1_500_000, ["--num-workers", "1"])
     cfg, _, _ = parse([*flags, "--seed", "1"])
     write_config(tmp_path, dataclasses.replace(cfg, max_timesteps=5_000_000, num_workers=2,
-                                               preset="probe/HopperBulletEnv-v0.toml"))  # fmt: skip
+                                               preset="probe/HopperBulletEnv-v0.toml",
+                                               run_dir="elsewhere"))  # fmt: skip
     assert reusable(tmp_path, flags, 1)
     assert not reusable(tmp_path, flags, 2)  # another seed
     write_config(tmp_path, dataclasses.replace(cfg, population_size=40))
