@@ -160,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         flags += QUICK_FLAGS
     reused = {}
     first = next(iter(VARIANTS))
+    candidates = sorted(log.parent for folder in args.reuse for log in folder.rglob("log.csv"))
     for seed in args.seeds:
-        for log in sorted(d for folder in args.reuse for d in folder.rglob("log.csv")):
-            if reusable(log.parent, flags, seed):
-                reused[seed] = log.parent
+        for run_dir in candidates:
+            if reusable(run_dir, flags, seed):
+                reused[seed] = run_dir
     jobs = [(n, s) for n in VARIANTS for s in args.seeds if not (n == first and s in reused)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
