@@ -11,7 +11,9 @@ not 0.01: initial actions far from 0); a 10,000-step minimum per generation (the
 MuJoCo-paper default) instead of 20 episodes; 40 episodes per generation (Nolfi's group).
 The first two are not options of esjax: this script sets them inside the training
 process (``--train``), so that only a measurement that shows them helping makes them one.
-Each run lives in ``RUNS/VARIANT/seed_N`` and is not rerun once it reached the budget;
+Each run lives in ``RUNS/VARIANT/seed_N``, is not rerun once it reached the budget and is
+resumed from its last checkpoint if it was stopped before (SIGTERM the script's process
+group: every trainer saves and exits);
 ``--reuse DIR`` takes the preset's own runs (e.g. its seeds' result) for the first
 variant where their config.json matches. Curves: θ's periodic stock-reward evaluations
 against training env steps (``esjax.seeds``'s protocol). Writes ``OUT/ENV.md`` and
@@ -94,6 +96,21 @@ def finished(run_dir: Path, budget: int) -> bool:
     return bool(log["TimestepsSoFar"]) and log["TimestepsSoFar"][-1] >= budget
 
 
+def train_command(name: str, flags: list[str], seed: int, folder: Path) -> list[str]:
+    """The command that trains (variant ``name``, ``seed``) into ``folder``: it resumes the
+    newest run there that has a checkpoint (an interrupted one: resume is exact), else
+    starts one."""
+    started = [
+        log.parent
+        for log in sorted(folder.glob("*/log.csv"))
+        if any(c.name.isdigit() for c in (log.parent / "checkpoints").glob("*"))
+    ]
+    head = [sys.executable, "-m", "experiments.defaults_ab", "--train", name, "--"]
+    if started:
+        return [*head, "--resume", str(started[-1])]
+    return [*head, *flags, *VARIANTS[name][0], "--seed", str(seed), "--run-dir", str(folder)]
+
+
 def train_one(name: str, flags: list[str], seed: int, runs: Path) -> Path:
     """Train one (variant, seed) in its own process unless a run of it already reached
     the budget; its run directory."""
@@ -106,9 +123,8 @@ def train_one(name: str, flags: list[str], seed: int, runs: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder.parent / "variant.json").write_text(json.dumps({"variant": name, "flags": extra,
                                                             "in_process_change": key}))  # fmt: skip
-    cmd = [sys.executable, "-m", "experiments.defaults_ab", "--train", name, "--",
-           *flags, *extra, "--seed", str(seed), "--run-dir", str(folder)]  # fmt: skip
-    with open(folder / "train.log", "w") as out:
+    cmd = train_command(name, flags, seed, folder)
+    with open(folder / "train.log", "a") as out:
         rc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
     runs_made = sorted(folder.glob("*/log.csv"))
     if rc != 0 or not runs_made:

@@ -10,7 +10,7 @@ import esjax.run.state as state
 from esjax.core.policy import PolicySpec
 from esjax.run.rundir import write_config
 from esjax.train import parse
-from experiments.defaults_ab import VARIANTS, apply_change, reusable
+from experiments.defaults_ab import VARIANTS, apply_change, reusable, train_command
 from experiments.harness import train_flags
 
 SPEC = PolicySpec(ob_dim=15, ac_dim=3, hidden_dims=(50,), nonlin="tanh",
@@ -56,3 +56,22 @@ def test_reuses_a_run_of_the_same_training_whatever_its_layout_but_not_another(t
     assert not reusable(tmp_path, flags, 2)  # another seed
     write_config(tmp_path, dataclasses.replace(cfg, population_size=40))
     assert not reusable(tmp_path, flags, 1)
+
+
+def test_a_stopped_run_is_resumed_from_its_checkpoint_and_a_new_one_starts_otherwise(tmp_path):
+    flags = train_flags("HopperBulletEnv-v0", 1_500_000, ["--num-workers", "1"])
+    name = "40 episodes per generation"
+    fresh = train_command(name, flags, 2, tmp_path)
+    assert "--resume" not in fresh
+    assert fresh[-4:] == ["--seed", "2", "--run-dir", str(tmp_path)]
+    assert fresh[fresh.index("--population-size") + 1] == "40"
+    no_checkpoint = tmp_path / "20261207-000000_HopperBulletEnv-v0"  # died before its first
+    (no_checkpoint / "checkpoints").mkdir(parents=True)
+    (no_checkpoint / "log.csv").write_text("")
+    assert train_command(name, flags, 2, tmp_path) == fresh
+    stopped = tmp_path / "20261207-000100_HopperBulletEnv-v0"
+    (stopped / "checkpoints" / "40").mkdir(parents=True)
+    (stopped / "log.csv").write_text("")
+    resumed = train_command(name, flags, 2, tmp_path)
+    assert resumed[-2:] == ["--resume", str(stopped)]
+    assert resumed[resumed.index("--train") + 1] == name  # the variant's change applies again
