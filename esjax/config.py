@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from esjax.core.policy import OUTPUT_INIT_STD
 from esjax.core.strategies import (
     ALGOS,
     CLIPUP_MAX_SPEED,
@@ -203,6 +204,13 @@ class Config:
         "for a linear policy (no hidden layer, starting from zero, as ARS).",
     )
     nonlin: str = _opt("tanh", "Hidden-layer nonlinearity.", choices=NONLINEARITIES)
+    output_init_std: float = _opt(
+        OUTPUT_INIT_STD,
+        "Column norm of the output layer's initial weights (the hidden layers' is 1): "
+        f"{OUTPUT_INIT_STD:g}, the reference's, starts with actions near zero; 1 starts "
+        "with actions as large as the hidden units. Not with --hidden-dims linear (a "
+        "linear policy starts at zero).",
+    )
     ac_noise_std: float = _opt(0.01, "Gaussian action noise in training episodes (not eval).")
     ac_bins: int = _opt(5, "Bins per action dimension when --discretize-actions is on.")
     optimizer: str | None = _opt(
@@ -335,6 +343,13 @@ def _problems(c: Config):
         parse_train_reward(c.train_reward)
     except ConfigError as e:
         yield str(e)
+    if not 0 < c.output_init_std < float("inf"):
+        yield f"--output-init-std must be a positive number (got {c.output_init_std})"
+    elif not c.hidden_dims and c.output_init_std != OUTPUT_INIT_STD:
+        yield (
+            "--output-init-std needs hidden layers: a linear policy (--hidden-dims "
+            "linear) starts at zero"
+        )
     if c.target_return != c.target_return:  # NaN
         yield "--target-return must be a number (or inf for no target)"
     if c.eval_episodes < 1:

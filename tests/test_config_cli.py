@@ -110,6 +110,19 @@ def test_config_json_roundtrip():
         Config.from_dict({**cfg.to_dict(), "bogus": 1})
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(output_init_std=0.0), "--output-init-std must be a positive number"),
+        (dict(output_init_std=float("inf")), "--output-init-std must be a positive number"),
+        (dict(output_init_std=1.0, hidden_dims="linear"), "--output-init-std needs hidden"),
+    ],
+)
+def test_bad_output_init_std_names_the_option(options, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**options)
+
+
 def test_population_smaller_than_workers_is_fine(tmp_path):
     # (Pendulum with 8 hidden units, as tests/test_train.py: the same compiled update.)
     proc = run_cli("--env", "Pendulum-v1", "--noise-table-size", "100000", "--hidden-dims", "8",

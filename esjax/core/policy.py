@@ -87,16 +87,19 @@ def normc(key: jax.Array, shape: tuple[int, int], std: float) -> jax.Array:
     return w * std / jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True))
 
 
-def policy_init(key: jax.Array, spec: PolicySpec) -> jax.Array:
-    """Initial flat θ (P,): normc(1.0) hidden layers, normc(0.01) output layer, zero
-    biases; a linear policy (no hidden layer) starts at zero, as in ARS."""
+OUTPUT_INIT_STD = 0.01  # the reference's: initial actions near zero
+
+
+def policy_init(key: jax.Array, spec: PolicySpec, output_std: float = OUTPUT_INIT_STD) -> jax.Array:
+    """Initial flat θ (P,): normc(1.0) hidden layers, normc(``output_std``) output layer,
+    zero biases; a linear policy (no hidden layer) starts at zero, as in ARS."""
     shapes = spec.layer_shapes
     if not spec.hidden_dims:
         return jnp.zeros(spec.num_params, jnp.float32)
     keys = jax.random.split(key, len(shapes))
     parts = []
     for i, (k, (n_in, n_out)) in enumerate(zip(keys, shapes)):
-        std = 0.01 if i == len(shapes) - 1 else 1.0
+        std = output_std if i == len(shapes) - 1 else 1.0
         parts += [normc(k, (n_in, n_out), std).ravel(), jnp.zeros(n_out, jnp.float32)]
     return jnp.concatenate(parts)
 

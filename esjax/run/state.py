@@ -98,7 +98,7 @@ def initial_state(cfg: Config, info: EnvInfo, es: ES | None = None) -> RunState:
     statistics' prior, zero counters."""
     spec = policy_spec(cfg, info)
     es = es or build_es(cfg, spec.num_params)
-    es_state = es.init(policy_init(run_keys(cfg.seed)[0], spec))
+    es_state = es.init(policy_init(run_keys(cfg.seed)[0], spec, cfg.output_init_std))
     obstat = obstat_init(spec.ob_dim)
     return RunState(
         es=es_state, obstat=obstat, generation=0, episodes=0, timesteps=0, env_steps=0,

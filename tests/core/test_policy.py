@@ -135,6 +135,15 @@ def test_init_normalized_columns_small_output_layer():
     assert all(float(jnp.abs(b).max()) == 0.0 for _, b in layers)
 
 
+def test_output_init_std_sets_the_output_columns_norm_and_leaves_the_hidden_layers():
+    s = spec(hidden_dims=(64,))
+    small = unravel(s, policy_init(jax.random.PRNGKey(1), s))
+    large = unravel(s, policy_init(jax.random.PRNGKey(1), s, output_std=1.0))
+    np.testing.assert_array_equal(large[0][0], small[0][0])
+    np.testing.assert_allclose(np.linalg.norm(large[1][0], axis=0), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(large[1][0], 100 * np.asarray(small[1][0]), rtol=1e-5)
+
+
 def test_unravel_roundtrip_and_param_count():
     s = spec()
     assert s.num_params == 3 * 4 + 4 + 4 * 5 + 5 + 5 * 2 + 2
