@@ -282,7 +282,7 @@ class Trainer:
             raise StopRequested
         cfg, s = self.cfg, self.state
         t0 = time.perf_counter()
-        gen_policy = (np.asarray(s.theta), *obstat_mean_std(s.obstat))
+        gen_policy = (np.asarray(s.theta), *obstat_mean_std(s.obstat, cfg.obs_std_floor))
         self.pool.broadcast_params(s.generation, *gen_policy, self._sigma())
         n_eval = self.periodic_evals(s.generation)
         self.events.emit("collecting", s.generation)

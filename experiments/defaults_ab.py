@@ -9,11 +9,12 @@ Variants: the preset as it is; observations normalized with a std floor of 0.001
 of the reference's 0.1; the output layer initialized like the hidden ones (column norm 1,
 not 0.01: initial actions far from 0); a 10,000-step minimum per generation (the
 MuJoCo-paper default) instead of 20 episodes; 40 episodes per generation (Nolfi's group).
-The first two are not options of esjax: this script sets them inside the training
-process (``--train``), so that only a measurement that shows them helping makes them one.
-Each run lives in ``RUNS/VARIANT/seed_N``, is not rerun once it reached the budget and is
-resumed from its last checkpoint if it was stopped before (SIGTERM the script's process
-group: every trainer saves and exits);
+The committed report ran at commit 58bffff, where the first two were not yet options (the
+script set them inside the training process; its output layer, 100 x the default draw,
+differs from ``--output-init-std 1``'s in the last bits). Each run lives in
+``RUNS/VARIANT/seed_N``, is not rerun once it reached the budget and is resumed from its
+last checkpoint if it was stopped before (SIGTERM the script's process group: every
+trainer saves and exits);
 ``--reuse DIR`` takes the preset's own runs (e.g. its seeds' result) for the first
 variant where their config.json matches. Curves: θ's periodic stock-reward evaluations
 against training env steps (``esjax.seeds``'s protocol). Writes ``OUT/ENV.md`` and
@@ -46,13 +47,13 @@ from experiments.harness import (
     train_flags,
 )
 
-# name: (esjax.train flags, the in-process change's key or None)
+# name: the esjax.train flags that make the variant
 VARIANTS = {
-    "preset as shipped": ([], None),
-    "observation std floor 0.001 (not 0.1)": ([], "obs_std_floor"),
-    "output layer initialized at norm 1 (not 0.01)": ([], "output_init"),
-    "10,000-step minimum per generation": (["--timesteps-per-gen", "10000"], None),
-    "40 episodes per generation": (["--population-size", "40"], None),
+    "preset as shipped": [],
+    "observation std floor 0.001 (not 0.1)": ["--obs-std-floor", "0.001"],
+    "output layer initialized at norm 1 (not 0.01)": ["--output-init-std", "1"],
+    "10,000-step minimum per generation": ["--timesteps-per-gen", "10000"],
+    "40 episodes per generation": ["--population-size", "40"],
 }
 # Config fields that may differ between a reused run and this script's own (budget,
 # layout, checkpoints, where the preset and the run live): they do not change what is
@@ -60,31 +61,6 @@ VARIANTS = {
 LAYOUT_FIELDS = {"max_timesteps", "max_generations", "num_workers", "envs_per_worker",
                  "snapshot_freq", "keep_checkpoints", "backend", "ray_address", "logger",
                  "target_return", "preset", "run_dir"}  # fmt: skip
-
-
-def apply_change(key: str | None) -> None:
-    """Make the in-process change ``key`` to esjax in this (the trainer's) process: the
-    observation statistics and the initial θ are computed here, workers only receive them."""
-    if key == "obs_std_floor":
-        import esjax.core.obstat as obstat
-
-        obstat.STD_FLOOR_VAR = 1e-6  # std >= 0.001
-    elif key == "output_init":
-        import esjax.run.state as state
-
-        base = state.policy_init
-
-        def policy_init_output_norm_1(rng, spec):
-            # normc is linear in its std: scaling the output layer's weights by 100 is
-            # normc(1.0) on the same draw. Layout of θ: [W1, b1, ..., Wn, bn].
-            theta = base(rng, spec)
-            n_in, n_out = spec.layer_shapes[-1]
-            end = spec.num_params - n_out
-            return theta.at[end - n_in * n_out : end].multiply(100.0)
-
-        state.policy_init = policy_init_output_norm_1
-    elif key is not None:
-        raise ValueError(f"unknown change {key!r}")
 
 
 def slug(name: str) -> str:
@@ -105,24 +81,23 @@ def train_command(name: str, flags: list[str], seed: int, folder: Path) -> list[
         for log in sorted(folder.glob("*/log.csv"))
         if any(c.name.isdigit() for c in (log.parent / "checkpoints").glob("*"))
     ]
-    head = [sys.executable, "-m", "experiments.defaults_ab", "--train", name, "--"]
+    head = [sys.executable, "-m", "esjax.train"]
     if started:
         return [*head, "--resume", str(started[-1])]
-    return [*head, *flags, *VARIANTS[name][0], "--seed", str(seed), "--run-dir", str(folder)]
+    return [*head, *flags, *VARIANTS[name], "--seed", str(seed), "--run-dir", str(folder)]
 
 
 def train_one(name: str, flags: list[str], seed: int, runs: Path) -> Path:
     """Train one (variant, seed) in its own process unless a run of it already reached
     the budget; its run directory."""
-    extra, key = VARIANTS[name]
     folder = runs / slug(name) / f"seed_{seed}"
     budget = int(flags[flags.index("--max-timesteps") + 1])
     done = [d for d in sorted(folder.glob("*/log.csv")) if finished(d.parent, budget)]
     if done:
         return done[-1].parent
     folder.mkdir(parents=True, exist_ok=True)
-    (folder.parent / "variant.json").write_text(json.dumps({"variant": name, "flags": extra,
-                                                            "in_process_change": key}))  # fmt: skip
+    (folder.parent / "variant.json").write_text(json.dumps({"variant": name,
+                                                            "flags": VARIANTS[name]}))  # fmt: skip
     cmd = train_command(name, flags, seed, folder)
     with open(folder / "train.log", "a") as out:
         rc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
@@ -153,11 +128,6 @@ def curve_within(run_dir: Path, budget: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--train"]:  # one run, in this process, with its variant's change
-        from esjax.train import main as train_main
-
-        apply_change(VARIANTS[argv[1]][1])
-        return train_main(argv[3:])
     p = argparse.ArgumentParser(prog="python -m experiments.defaults_ab",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("--preset", default="HopperBulletEnv-v0")

@@ -116,9 +116,11 @@ def test_config_json_roundtrip():
         (dict(output_init_std=0.0), "--output-init-std must be a positive number"),
         (dict(output_init_std=float("inf")), "--output-init-std must be a positive number"),
         (dict(output_init_std=1.0, hidden_dims="linear"), "--output-init-std needs hidden"),
+        (dict(obs_std_floor=-0.1), "--obs-std-floor must be a positive number"),
+        (dict(obs_std_floor=float("nan")), "--obs-std-floor must be a positive number"),
     ],
 )
-def test_bad_output_init_std_names_the_option(options, message):
+def test_bad_init_or_std_floor_names_the_option(options, message):
     with pytest.raises(ConfigError, match=message):
         Config(**options)
 

@@ -10,7 +10,7 @@ PACKAGE = Path(esjax.__file__).parent
 FLOORS = [
     ("errors", "quiet"),  # imports nothing of esjax
     ("core",),
-    ("config", "option_values", "parsing", "cpu_bits", "provenance", "presets"),
+    ("config", "option_checks", "option_values", "parsing", "cpu_bits", "provenance", "presets"),
     ("rollout",),
     ("run",),
     ("trainer",),

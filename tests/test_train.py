@@ -108,7 +108,15 @@ def test_target_return_stops_the_run_once_an_evaluation_reaches_it(tmp_path):
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--no-mirrored-sampling", "--optimizer", "sgd"],
+        [
+            "--no-mirrored-sampling",
+            "--optimizer",
+            "sgd",
+            "--obs-std-floor",
+            "50",
+            "--output-init-std",
+            "0.5",
+        ],
         ["--discretize-actions", "--ac-bins", "3", "--nonlin", "elu"],
         ["--no-gradient-optimizer", "--no-observation-normalization", "--divide-by-stdev"],
         ["--return-proc-mode", "centered_sign_rank", "--no-weight-decay", "--nonlin", "lrelu"],
@@ -125,6 +133,13 @@ def test_option_combinations_train_through_the_cli(tmp_path, extra):
     assert cfg.discretize_actions == ("--discretize-actions" in extra)
     if "--no-observation-normalization" in extra:
         assert all(int(r["ObCount"]) == 0 for r in rows)
+    if "--obs-std-floor" in extra:  # what the workers and the checkpoints use
+        from esjax.run.state import load_run
+
+        loaded = load_run(run)
+        assert (loaded.cfg.obs_std_floor, loaded.cfg.output_init_std) == (50.0, 0.5)
+        for which in ("latest", "best"):  # no observation of the pendulum varies that much
+            np.testing.assert_array_equal(loaded.policy(which)[2], 50.0)
 
 
 def test_any_gymnasium_box_env(tmp_path):

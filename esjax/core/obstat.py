@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-STD_FLOOR_VAR = 1e-2  # variance floor of the OpenAI reference: std >= 0.1
+STD_FLOOR = 0.1  # the OpenAI reference's floor of the normalizing std
 INIT_COUNT = 1e-2  # pseudo-count of the reference, so the first mean/std are defined
 CLIP = 5.0  # normalized observations are clipped to [-CLIP, CLIP]
 
@@ -35,8 +35,9 @@ def obstat_merge(a: ObStat, b: ObStat) -> ObStat:
     return ObStat(a.sum + b.sum, a.sumsq + b.sumsq, a.count + b.count)
 
 
-def obstat_mean_std(s: ObStat) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) as float32 (ob_dim,), with std = sqrt(max(var, 1e-2)) as in the reference."""
+def obstat_mean_std(s: ObStat, std_floor: float = STD_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) as float32 (ob_dim,), with std = sqrt(max(var, std_floor²)); the
+    reference's floor is 0.1."""
     mean = s.sum / s.count
-    var = np.maximum(s.sumsq / s.count - np.square(mean), STD_FLOOR_VAR)
+    var = np.maximum(s.sumsq / s.count - np.square(mean), std_floor * std_floor)
     return mean.astype(np.float32), np.sqrt(var).astype(np.float32)

@@ -104,7 +104,7 @@ def initial_state(cfg: Config, info: EnvInfo, es: ES | None = None) -> RunState:
         es=es_state, obstat=obstat, generation=0, episodes=0, timesteps=0, env_steps=0,
         periodic_eval_steps=0, time_elapsed=0.0, best_eval=-math.inf,
         expected_length=float(info.max_episode_steps or 1000),
-        gen_policy=(np.asarray(es_state.theta), *obstat_mean_std(obstat)),
+        gen_policy=(np.asarray(es_state.theta), *obstat_mean_std(obstat, cfg.obs_std_floor)),
     )  # fmt: skip
 
 
@@ -178,7 +178,8 @@ class LoadedRun(NamedTuple):
         measured; otherwise the checkpoint's current θ with its statistics."""
         if which == "best":
             return self.state.gen_policy
-        return (np.asarray(self.state.theta), *obstat_mean_std(self.state.obstat))
+        theta = np.asarray(self.state.theta)
+        return (theta, *obstat_mean_std(self.state.obstat, self.cfg.obs_std_floor))
 
 
 def restore_template(cfg: Config, spec: PolicySpec) -> dict:

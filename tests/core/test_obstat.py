@@ -30,6 +30,10 @@ def test_prior_and_std_floor():
     const = obstat_from_batch(np.full((100, 3), 7.0))
     _, std = obstat_mean_std(const)
     np.testing.assert_allclose(std, 0.1, rtol=1e-6)  # variance floored at 1e-2
+    wide = obstat_from_batch(np.array([[0.0, 0.0, 7.0], [0.002, 2.0, 7.0]]))
+    np.testing.assert_allclose(obstat_mean_std(wide, std_floor=0.0001)[1], [0.001, 1.0, 0.0001],
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(obstat_mean_std(wide)[1], [0.1, 1.0, 0.1], rtol=1e-6)
 
 
 def test_merge_by_hand():
