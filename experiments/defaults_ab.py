@@ -63,6 +63,16 @@ LAYOUT_FIELDS = {"max_timesteps", "max_generations", "num_workers", "envs_per_wo
                  "target_return", "preset", "run_dir"}  # fmt: skip
 
 
+def variants_that_change(flags: list[str]) -> list[str]:
+    """The variants whose flags change the config ``flags`` make (the first, the preset
+    itself, always): one that the preset already has would rerun the preset."""
+    from esjax.train import parse
+
+    base, _, _ = parse(flags)
+    names = list(VARIANTS)
+    return names[:1] + [n for n in names[1:] if parse([*flags, *VARIANTS[n]])[0] != base]
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:40]
 
@@ -145,19 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         flags += QUICK_FLAGS
     reused = {}
-    first = next(iter(VARIANTS))
+    names = variants_that_change(flags)
+    for name in VARIANTS.keys() - set(names):
+        print(f"{name}: the preset {args.preset} already has it; skipped", flush=True)
+    first = names[0]
     candidates = sorted(log.parent for folder in args.reuse for log in folder.rglob("log.csv"))
     for seed in args.seeds:
         for run_dir in candidates:
             if reusable(run_dir, flags, seed):
                 reused[seed] = run_dir
-    jobs = [(n, s) for n in VARIANTS for s in args.seeds if not (n == first and s in reused)]
+    jobs = [(n, s) for n in names for s in args.seeds if not (n == first and s in reused)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         dirs = dict(zip(jobs, pool.map(lambda j: train_one(j[0], flags, j[1], args.runs), jobs)))
     dirs.update({(first, s): d for s, d in reused.items()})
     results = {n: [curve_within(dirs[n, s], args.timesteps) for s in args.seeds]
-               for n in VARIANTS}  # fmt: skip
+               for n in names}  # fmt: skip
     env = json.loads((dirs[first, args.seeds[0]] / "config.json").read_text())["env"]
     write_report(args, env, results, dirs, time.perf_counter() - t0)
     return 0

@@ -5,15 +5,15 @@ import dataclasses
 from esjax.core.policy import PolicySpec
 from esjax.run.rundir import write_config
 from esjax.train import parse
-from experiments.defaults_ab import VARIANTS, reusable, train_command
+from experiments.defaults_ab import VARIANTS, reusable, train_command, variants_that_change
 from experiments.harness import train_flags
 
 SPEC = PolicySpec(ob_dim=15, ac_dim=3, hidden_dims=(50,), nonlin="tanh",
                   ac_low=(-1.0,) * 3, ac_high=(1.0,) * 3)  # fmt: skip
 
 
-def test_each_variant_changes_exactly_one_option_of_the_preset():
-    flags = train_flags("HopperBulletEnv-v0", 1_500_000, ["--num-workers", "1"])
+def test_each_variant_changes_exactly_one_option_and_one_the_preset_has_is_skipped():
+    flags = train_flags("Walker2DBulletEnv-v0", 1_500_000, ["--num-workers", "1"])
     base, _, _ = parse(flags)
     changed = []
     for extra in VARIANTS.values():
@@ -22,6 +22,10 @@ def test_each_variant_changes_exactly_one_option_of_the_preset():
                         if getattr(cfg, f.name) != getattr(base, f.name)})  # fmt: skip
     assert changed == [set(), {"obs_std_floor"}, {"output_init_std"}, {"timesteps_per_gen"},
                        {"population_size"}]  # fmt: skip
+    assert variants_that_change(flags) == list(VARIANTS)
+    hopper = train_flags("HopperBulletEnv-v0", 1_500_000, ["--num-workers", "1"])
+    assert "output layer initialized at norm 1 (not 0.01)" not in variants_that_change(hopper)
+    assert len(variants_that_change(hopper)) == len(VARIANTS) - 1
 
 
 def test_reuses_a_run_of_the_same_training_whatever_its_layout_but_not_another(tmp_path):
