@@ -132,15 +132,15 @@ def test_ablation_quick_mode_trains_every_variant_through_the_library(tmp_path):
 
 def test_defaults_ab_quick_mode_trains_every_variant_and_reuses_finished_runs(tmp_path):
     cmd = [sys.executable, "-m", "experiments.defaults_ab", "--quick", "--preset",
-           "HopperBulletEnv-v0", "--seeds", "0", "--timesteps", "100", "--parallel", "2",
+           "Walker2DBulletEnv-v0", "--seeds", "0", "--timesteps", "100", "--parallel", "2",
            "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from experiments.defaults_ab import VARIANTS
 
-    report = (tmp_path / "HopperBulletEnv-v0.md").read_text()
+    report = (tmp_path / "Walker2DBulletEnv-v0.md").read_text()
     assert all(f"| {name} |" in report for name in VARIANTS)
-    assert (tmp_path / "HopperBulletEnv-v0.png").stat().st_size > 1000
+    assert (tmp_path / "Walker2DBulletEnv-v0.png").stat().st_size > 1000
     runs = sorted((tmp_path / "runs").glob("*/seed_0/*/log.csv"))
     assert len(runs) == len(VARIANTS)
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
