@@ -6,6 +6,7 @@ import math
 import shutil
 import struct
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,6 +100,8 @@ def wandb_records(path: Path):
         if left < 7 or (kind == 0 and length == 0):  # block padding
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a record still being written
+            return
         record += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
@@ -106,6 +109,21 @@ def wandb_records(path: Path):
             parsed.ParseFromString(record)
             record = b""
             yield parsed
+
+
+def wandb_history_and_config(files, run_id: str, name: str) -> tuple[list[dict], dict]:
+    """The history rows and the config the offline run files hold so far."""
+    history, config = [], {}
+    for f in files:
+        for rec in wandb_records(f):
+            kind = rec.WhichOneof("record_type")
+            if kind == "history":
+                history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                for i in rec.history.item})  # fmt: skip
+            elif kind == "run":
+                assert rec.run.run_id == run_id and rec.run.display_name == name
+                config.update({u.key: json.loads(u.value_json) for u in rec.run.config.update})
+    return history, config
 
 
 @pytest.mark.integration  # W&B runs its own service process
@@ -120,18 +138,16 @@ def test_wandb_offline_run_holds_the_log_and_resume_continues_the_same_run(tmp_p
     files = sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert [f.name for f in files] == [f"run-{run_id}.wandb"] * 2  # one W&B run, resumed
 
-    history, config = [], {}
-    for f in files:
-        for rec in wandb_records(f):
-            kind = rec.WhichOneof("record_type")
-            if kind == "history":
-                history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                for i in rec.history.item})  # fmt: skip
-            elif kind == "run":
-                assert rec.run.run_id == run_id and rec.run.display_name == run.name
-                config.update({u.key: json.loads(u.value_json) for u in rec.run.config.update})
-    assert config["algo"] == "openai-es" and config["run_directory"] == str(run)
     rows = read_log(run)
+    # W&B's service process writes the files; it may still be writing the last record
+    # when run.finish() has returned to this (the training) process.
+    deadline = time.monotonic() + 60
+    while True:
+        history, config = wandb_history_and_config(files, run_id, run.name)
+        if len(history) >= len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert config["algo"] == "openai-es" and config["run_directory"] == str(run)
     assert len(history) == len(rows) == 3
     for logged, row in zip(history, rows):
         for k, v in row.items():
