@@ -75,7 +75,7 @@ def option_problems(c: Config):
 
 
 def _value_problems(c: Config):
-    """The rest of ``_problems``: numbers in range, choices, combinations."""
+    """The rest of ``option_problems``: numbers in range, choices, combinations."""
     positive = ("noise_stdev", "learning_rate", "max_speed", "init_radius", "sigma_lr")
     for name in positive:
         v = getattr(c, name)

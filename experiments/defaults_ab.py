@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         flags += QUICK_FLAGS
     reused = {}
     names = variants_that_change(flags)
-    for name in VARIANTS.keys() - set(names):
+    for name in [n for n in VARIANTS if n not in names]:
         print(f"{name}: the preset {args.preset} already has it; skipped", flush=True)
     first = names[0]
     candidates = sorted(log.parent for folder in args.reuse for log in folder.rglob("log.csv"))
