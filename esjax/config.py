@@ -178,11 +178,17 @@ class Config:
         "Evaluations, the best checkpoint and --target-return use the stock reward; "
         "empty: the stock reward.",
     )
+    train_end_on_fall: bool = _opt(
+        False,
+        "End each training episode at the first step whose alive term is negative "
+        "(pybullet locomotors: HalfCheetah, which never ends an episode, flipped or on a "
+        "thigh; the others end there already). Evaluations run the stock episodes.",
+    )
     train_reward_until: int = _opt(
         0,
-        "With --train-reward: rank training episodes by it only while the run has fewer "
-        "training timesteps than this, then by the stock reward (a gait found on the "
-        "shaped reward, then refined on the env's own); 0: always by --train-reward.",
+        "With --train-reward or --train-end-on-fall: use them only while the run has fewer "
+        "training timesteps than this, then the stock reward and episodes (a gait found on "
+        "the shaped reward, then refined on the env's own); 0: always.",
     )
     obs_std_floor: float = _opt(
         STD_FLOOR,

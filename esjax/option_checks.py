@@ -42,8 +42,11 @@ def option_problems(c: Config):
         yield f"--reward-shift must be a finite number (got {c.reward_shift})"
     if c.train_reward_until < 0:
         yield f"--train-reward-until must be >= 0 (got {c.train_reward_until})"
-    if c.train_reward_until and not c.train_reward:
-        yield "--train-reward-until needs --train-reward (the reward ranked until then)"
+    if c.train_reward_until and not (c.train_reward or c.train_end_on_fall):
+        yield (
+            "--train-reward-until needs --train-reward or --train-end-on-fall (what "
+            "training episodes use until then)"
+        )
     try:
         parse_train_reward(c.train_reward)
     except ConfigError as e:

@@ -96,7 +96,18 @@ def advance(cfg: Config, s: RunState, gen: Generation, gen_policy, es_state, tel
 def ranks_stock(cfg: Config, timesteps: int) -> bool:
     """Whether a generation that starts after ``timesteps`` training steps ranks the stock
     return (no --train-reward, or past --train-reward-until)."""
-    return not cfg.train_reward or 0 < cfg.train_reward_until <= timesteps
+    return not cfg.train_reward or past_train_phase(cfg, timesteps)
+
+
+def ends_on_fall(cfg: Config, timesteps: int) -> bool:
+    """Whether the training episodes of a generation that starts after ``timesteps``
+    training steps end at a fall (--train-end-on-fall, before --train-reward-until)."""
+    return cfg.train_end_on_fall and not past_train_phase(cfg, timesteps)
+
+
+def past_train_phase(cfg: Config, timesteps: int) -> bool:
+    """Whether ``timesteps`` training steps are past --train-reward-until (0: never)."""
+    return 0 < cfg.train_reward_until <= timesteps
 
 
 class Trainer:
@@ -293,7 +304,8 @@ class Trainer:
                 while_running()
 
         gen = self.dispatcher.collect(
-            s.generation, self.units.with_evals(s.generation, n_eval),
+            s.generation,
+            self.units.with_evals(s.generation, n_eval, ends_on_fall(cfg, s.timesteps)),
             min_episodes=cfg.population_size, min_timesteps=cfg.timesteps_per_gen,
             expected_length=s.expected_length, should_stop=lambda: self.stop_requested,
             eval_units=n_eval, while_running=dispatched,

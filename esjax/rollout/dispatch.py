@@ -74,10 +74,12 @@ class UnitSequence:
             for p, s in enumerate(self.signs)
         ]
 
-    def with_evals(self, gen: int, n: int) -> Callable[[int], list[Episode]]:
+    def with_evals(self, gen: int, n: int,
+                   end_on_fall: bool = False) -> Callable[[int], list[Episode]]:  # fmt: skip
         """Generation ``gen``'s units with ``n`` periodic evaluations first: units
         0..n-1 are noiseless episodes of θ (seeds of their own stream), unit n + u is
-        training unit u. The training units are the same whatever ``n``."""
+        training unit u. The training units are the same whatever ``n``; with
+        ``end_on_fall``, their episodes end at a fall (``Episode.end_on_fall``)."""
         seeds = np.asarray(eval_env_seeds(self.key, gen, n)) if n else ()
 
         def episodes_of(unit: int) -> list[Episode]:
@@ -85,7 +87,8 @@ class UnitSequence:
                 seed = int(seeds[unit])
                 return [Episode(gen, unit, 0, offset=0, sign=0, env_seed=seed, noise_seed=0,
                                 calc_obstat=False)]  # fmt: skip
-            return [e._replace(unit=unit) for e in self.episodes(gen, unit - n)]
+            return [e._replace(unit=unit, end_on_fall=end_on_fall and e.sign != 0)
+                    for e in self.episodes(gen, unit - n)]  # fmt: skip
 
         return episodes_of
 

@@ -4,7 +4,7 @@ Trainer -> worker: ``Params`` (once per generation), ``Run`` (one episode), ``St
 Worker -> trainer: ``Ready``, ``Finished``, ``Aborted``, ``NonFinite``, ``Alive`` (a
 heartbeat while busy), ``Failed`` (an exception, with its traceback). A pool returns
 each with the slot of the worker that sent it, as ``Received``. Everything here pickles
-small: an episode is 8 integers; θ travels once per generation per worker.
+small: an episode is 9 integers; θ travels once per generation per worker.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 
 
 class Episode(NamedTuple):
-    """One episode to run. sign: +1 / -1 perturbation, 0 for a noiseless evaluation."""
+    """One episode to run. sign: +1 / -1 perturbation, 0 for a noiseless evaluation.
+    end_on_fall: it ends at the first step whose alive term is negative (--train-end-on-fall;
+    training episodes only)."""
 
     gen: int
     unit: int
@@ -25,6 +27,7 @@ class Episode(NamedTuple):
     env_seed: int
     noise_seed: int
     calc_obstat: bool
+    end_on_fall: bool = False
 
 
 class EpisodeResult(NamedTuple):

@@ -18,7 +18,8 @@ not named weighs 0). Terms:
 - Any env: ``constant`` (added per step) and ``action_sq`` (the mean over action
   dimensions of the squared action the env was stepped with).
 
-Episodes end as in the stock env: the transformation changes returns, not termination.
+Episodes end as in the stock env, unless ``--train-end-on-fall`` ends training episodes at
+the first step whose alive term is negative (pybullet locomotors; ``fell``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from esjax.option_values import TrainReward, format_train_reward, parse_train_re
 PYBULLET_TERMS = ("alive", "progress", "electricity", "joints_at_limit", "feet_collision")
 ANY_ENV_TERMS = ("constant", "action_sq")
 INFO_PREFIX = "reward_"
+ALIVE = PYBULLET_TERMS.index("alive")
 
 
 def _is_pybullet_walker(env) -> bool:
@@ -66,6 +68,23 @@ def check_train_reward(reward: TrainReward, env_id: str, terms: tuple[str, ...])
                 f"--train-reward: {env_id} has no reward term {name!r} ({has}; any env "
                 f"also takes {', '.join(ANY_ENV_TERMS)})"
             )
+
+
+def fell(env) -> bool:
+    """Whether the step a pybullet locomotor ``env`` just took has a negative alive term:
+    a fall (--train-end-on-fall; ``check_end_on_fall`` admits no other env)."""
+    return env.unwrapped.rewards[ALIVE] < 0
+
+
+def check_end_on_fall(env_id: str, terms: tuple[str, ...]) -> None:
+    """ConfigError (one line) unless ``env_id`` (its reward ``terms``) is a pybullet
+    locomotor, whose alive term says when it fell."""
+    if not set(PYBULLET_TERMS) <= set(terms):
+        raise ConfigError(
+            f"--train-end-on-fall: {env_id} has no alive term to end a training episode on "
+            "(pybullet locomotors only; MuJoCo v5 envs end unhealthy episodes themselves, "
+            "--env-kwarg terminate_when_unhealthy=true)"
+        )
 
 
 def step_reward_fn(reward: TrainReward, env) -> Callable[[dict, np.ndarray], float] | None:

@@ -161,7 +161,7 @@ class EpisodeRunner:
         self.spec, self.envs, self.noise = spec, envs, noise
         self.record_actions = record_actions
         from esjax.rollout.envs import stepping_env
-        from esjax.rollout.train_reward import step_reward_fn
+        from esjax.rollout.train_reward import fell, step_reward_fn
 
         # env.step below the checking wrappers, with their episode limit kept here
         inner = [stepping_env(env) for env in envs]
@@ -169,6 +169,7 @@ class EpisodeRunner:
         # --train-reward: each slot's training reward of a step (None: the stock reward)
         self.train_fns = [step_reward_fn(train_reward, env) for env, _ in inner]
         self.train_reward = bool(train_reward)
+        self.inner, self.fell = [env for env, _ in inner], fell  # --train-end-on-fall
         self.limit = inner[0][1] if inner else None
         self.noise_stdev, self.ac_noise_std = noise_stdev, ac_noise_std
         k, ob_dim = len(envs), spec.ob_dim
@@ -330,6 +331,8 @@ class EpisodeRunner:
             s.sign_ret += (rew > 0) - (rew < 0)
             s.length += 1
             if terminated or truncated or s.length == limit:
+                done.append(k)
+            elif s.episode.end_on_fall and self.fell(self.inner[k]):
                 done.append(k)
         return done, in_envs
 

@@ -90,12 +90,18 @@ def resolve_config(cfg: Config, info: EnvInfo | None = None,
     defaults to the env's (made once here), ``memory`` to ``available_memory()``;
     ConfigError (one line) for what cannot run."""
     info = info or env_info(cfg.env, cfg.env_kwargs)
-    if cfg.train_reward:
-        from esjax.rollout.train_reward import check_train_reward, parse_train_reward
+    if cfg.train_reward or cfg.train_end_on_fall:
+        from esjax.rollout.train_reward import (
+            check_end_on_fall,
+            check_train_reward,
+            parse_train_reward,
+        )
 
         if not info.reward_terms:
             info = env_info(cfg.env, cfg.env_kwargs)
         check_train_reward(parse_train_reward(cfg.train_reward), cfg.env, info.reward_terms)
+        if cfg.train_end_on_fall:
+            check_end_on_fall(cfg.env, info.reward_terms)
     spec = policy_spec(cfg, info)
     check_noise_table(cfg, spec.num_params, available_memory() if memory is None else memory)
     if is_jax_env(cfg.env):

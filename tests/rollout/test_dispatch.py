@@ -436,3 +436,14 @@ def test_a_replacement_gets_the_start_timeout_before_it_counts_as_stalled():
         )
     gaps = np.diff(restart_times)
     assert restart_times[0] <= 12 and all(g >= Dispatcher.START_TIMEOUT_S for g in gaps)
+
+
+def test_end_on_fall_marks_training_episodes_and_no_evaluation():
+    seq = UnitSequence(jax.random.PRNGKey(1), 10_000, 100, eval_prob=0.2, calc_obstat_prob=0.5,
+                       mirrored=True)  # fmt: skip
+    n = 3
+    falls = [e for u in range(n + 40) for e in seq.with_evals(GEN, n, end_on_fall=True)(u)]
+    assert any(e.sign == 0 for e in falls[n:])  # --eval-prob units among the training ones
+    assert [e.end_on_fall for e in falls] == [e.sign != 0 for e in falls]
+    plain = [e for u in range(n + 40) for e in seq.with_evals(GEN, n)(u)]
+    assert [e._replace(end_on_fall=False) for e in falls] == plain

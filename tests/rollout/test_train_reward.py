@@ -114,6 +114,10 @@ def test_bad_training_rewards_exit_2_with_one_line_and_create_nothing(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stderr.strip().splitlines()[-1]
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    proc = main_inline(*PENDULUM, "--train-end-on-fall", "--max-generations", "1",
+                       cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "has no alive term" in proc.stderr.strip().splitlines()[-1]
     with pytest.raises(ConfigError, match="must be a string"):
         Config(train_reward=1.5)
 
@@ -131,23 +135,47 @@ def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
     assert float(rows[2]["GenTrainRewMean"]) == 2 * float(rows[2]["GenLenMean"])
 
 
-def _hopper_run(envs_per_worker: int, resume_after: int | None = None):
-    """Log rows and final θ of a short HopperBulletEnv-v0 run on progress alone, inline
+def _short_run(env: str, envs_per_worker: int, resume_after: int | None = None, **kw):
+    """Log rows and final θ of a short run of ``env`` with a training reward, inline
     (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
-    cfg = Config(env="HopperBulletEnv-v0", seed=2, population_size=6, timesteps_per_gen=600,
-                 max_generations=3, noise_table_size=2_000_000, hidden_dims=(8,),
-                 num_workers=1, envs_per_worker=envs_per_worker, backend="inline",
-                 train_reward="progress=1,joints_at_limit=1,action_sq=-0.01")  # fmt: skip
+    kw = {"timesteps_per_gen": 600, **kw}
+    cfg = Config(env=env, seed=2, population_size=6, max_generations=3,
+                 noise_table_size=2_000_000, hidden_dims=(8,), num_workers=1,
+                 envs_per_worker=envs_per_worker, backend="inline", **kw)  # fmt: skip
     cols = ["GenRewMean", "GenTrainRewMean", "GenTrainRewMax", "GenLenMean", "GradNorm"]
     return trainer_rows(cfg, cfg.max_generations, resume_after, cols)
 
 
-def test_a_training_reward_keeps_layout_independence_and_exact_resume():
-    ref_log, ref_theta = _hopper_run(1)
+@pytest.mark.parametrize("env, kw", [
+    ("HopperBulletEnv-v0", {"train_reward": "progress=1,joints_at_limit=1,action_sq=-0.01"}),
+    # training episodes end at a fall (about 20 steps here), evaluations never
+    ("HalfCheetahBulletEnv-v0", {"train_reward": "progress=1", "train_end_on_fall": True,
+                                 "timesteps_per_gen": 1, "eval_every": 0}),
+])  # fmt: skip
+def test_a_training_reward_keeps_layout_independence_and_exact_resume(env, kw):
+    ref_log, ref_theta = _short_run(env, 1, **kw)
     assert (ref_log[:, 0] != ref_log[:, 1]).all()  # the training return is not the stock one
-    for log, theta in (_hopper_run(3), _hopper_run(2, resume_after=2)):
+    if kw.get("train_end_on_fall"):
+        assert (ref_log[:, 3] < 100).all()
+    for log, theta in (_short_run(env, 3, **kw), _short_run(env, 2, resume_after=2, **kw)):
         np.testing.assert_array_equal(log, ref_log)
         np.testing.assert_array_equal(theta, ref_theta)
+
+
+def test_end_on_fall_shortens_training_episodes_only_until_the_switch(tmp_path):
+    # HalfCheetahBulletEnv-v0 never ends an episode; near-zero torques fold its legs (its
+    # alive term goes negative) within tens of steps.
+    main_inline("--env", "HalfCheetahBulletEnv-v0", "--preset", "none", "--hidden-dims", "8",
+                "--noise-table-size", "1000000", "--population-size", "2",
+                "--timesteps-per-gen", "1", "--eval-every", "2", "--eval-episodes", "1",
+                "--train-end-on-fall", "--train-reward-until", "20", "--max-generations", "2",
+                "--seed", "1", cwd=tmp_path)  # fmt: skip
+    run = only_run_dir(tmp_path)
+    rows = read_log(run)
+    assert float(rows[0]["GenLenMean"]) < 100  # generation 0 starts at 0 steps (< 20)
+    assert float(rows[1]["GenLenMean"]) == 1000  # then the stock episodes
+    assert float(rows[0]["PeriodicEvalLenMean"]) == 1000  # evaluations: the stock episodes
+    assert json.loads((run / "config.json").read_text())["train_end_on_fall"] is True
 
 
 def test_train_reward_until_ranks_the_stock_return_from_then_on(tmp_path):

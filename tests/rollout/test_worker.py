@@ -264,3 +264,33 @@ def test_action_noise_and_step_times_across_noise_blocks_and_slots():
             assert count == res.length and 0 < low <= high <= total and res.time_glue >= 0
     noisy = got[0][(0, 0)].actions[: block - 1] - got[0][(1, 0)].actions
     assert np.abs(noisy).max() > 0  # the training episode's actions carry noise
+
+
+def test_end_on_fall_ends_a_training_episode_at_the_first_negative_alive_term():
+    """HalfCheetahBulletEnv-v0 never ends an episode; with near-zero torques its legs fold
+    within tens of steps. An ``end_on_fall`` episode ends at the step whose alive term
+    first goes negative, with the stock return of the steps it ran; the same episode
+    without it runs the whole 1,000 steps, and its recorded actions replayed show the
+    alive term going negative at that very step."""
+    from esjax.config import Config
+
+    cfg = Config(env="HalfCheetahBulletEnv-v0", hidden_dims=(8,))
+    spec = policy_spec(cfg, env_info(cfg.env))
+    table = fill_noise_table(np.empty(20_000, np.float32), seed=1)
+    import jax
+
+    theta = np.asarray(policy_init(jax.random.PRNGKey(0), spec))
+    ep = Episode(0, 0, 0, 100, 1, env_seed=5, noise_seed=6, calc_obstat=False)
+    runner = EpisodeRunner(spec, [make_env(cfg.env)], table, 0.02, 0.01, record_actions=True)
+    ended = run_all(runner, [ep._replace(end_on_fall=True)], theta=theta)[(0, 0)]
+    full = run_all(runner, [ep], theta=theta)[(0, 0)]
+    assert full.length == 1000 and 1 < ended.length < 100
+    np.testing.assert_array_equal(ended.actions, full.actions[: ended.length])
+    env = make_env(cfg.env)
+    env.reset(seed=5)
+    alive, stock = [], []
+    for a in full.actions:
+        stock.append(env.step(a)[1])
+        alive.append(env.unwrapped.rewards[0])
+    assert int(np.argmax(np.array(alive) < 0)) == ended.length - 1
+    assert ended.ret == pytest.approx(sum(stock[: ended.length]), rel=1e-9)
