@@ -138,7 +138,7 @@ def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
 def _short_run(env: str, envs_per_worker: int, resume_after: int | None = None, **kw):
     """Log rows and final θ of a short run of ``env`` with a training reward, inline
     (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
-    kw = {"timesteps_per_gen": 600, **kw}
+    kw = {"timesteps_per_gen": 600, "eval_every": 0, **kw}
     cfg = Config(env=env, seed=2, population_size=6, max_generations=3,
                  noise_table_size=2_000_000, hidden_dims=(8,), num_workers=1,
                  envs_per_worker=envs_per_worker, backend="inline", **kw)  # fmt: skip
@@ -150,7 +150,7 @@ def _short_run(env: str, envs_per_worker: int, resume_after: int | None = None, 
     ("HopperBulletEnv-v0", {"train_reward": "progress=1,joints_at_limit=1,action_sq=-0.01"}),
     # training episodes end at a fall (about 20 steps here), evaluations never
     ("HalfCheetahBulletEnv-v0", {"train_reward": "progress=1", "train_end_on_fall": True,
-                                 "timesteps_per_gen": 1, "eval_every": 0}),
+                                 "timesteps_per_gen": 1}),
 ])  # fmt: skip
 def test_a_training_reward_keeps_layout_independence_and_exact_resume(env, kw):
     ref_log, ref_theta = _short_run(env, 1, **kw)
@@ -169,12 +169,13 @@ def test_end_on_fall_shortens_training_episodes_only_until_the_switch(tmp_path):
                 "--noise-table-size", "1000000", "--population-size", "2",
                 "--timesteps-per-gen", "1", "--eval-every", "2", "--eval-episodes", "1",
                 "--train-end-on-fall", "--train-reward-until", "20", "--max-generations", "2",
-                "--seed", "1", cwd=tmp_path)  # fmt: skip
+                "--seed", "1", "--env-kwarg", "max_episode_steps=100",
+                cwd=tmp_path)  # fmt: skip
     run = only_run_dir(tmp_path)
     rows = read_log(run)
     assert float(rows[0]["GenLenMean"]) < 100  # generation 0 starts at 0 steps (< 20)
-    assert float(rows[1]["GenLenMean"]) == 1000  # then the stock episodes
-    assert float(rows[0]["PeriodicEvalLenMean"]) == 1000  # evaluations: the stock episodes
+    assert float(rows[1]["GenLenMean"]) == 100  # then the stock episodes (cut at 100 here)
+    assert float(rows[0]["PeriodicEvalLenMean"]) == 100  # evaluations: the stock episodes
     assert json.loads((run / "config.json").read_text())["train_end_on_fall"] is True
 
 

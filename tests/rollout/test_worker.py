@@ -270,7 +270,7 @@ def test_end_on_fall_ends_a_training_episode_at_the_first_negative_alive_term():
     """HalfCheetahBulletEnv-v0 never ends an episode; with near-zero torques its legs fold
     within tens of steps. An ``end_on_fall`` episode ends at the step whose alive term
     first goes negative, with the stock return of the steps it ran; the same episode
-    without it runs the whole 1,000 steps, and its recorded actions replayed show the
+    without it runs to its time limit, and its recorded actions replayed show the
     alive term going negative at that very step."""
     from esjax.config import Config
 
@@ -281,10 +281,12 @@ def test_end_on_fall_ends_a_training_episode_at_the_first_negative_alive_term():
 
     theta = np.asarray(policy_init(jax.random.PRNGKey(0), spec))
     ep = Episode(0, 0, 0, 100, 1, env_seed=5, noise_seed=6, calc_obstat=False)
-    runner = EpisodeRunner(spec, [make_env(cfg.env)], table, 0.02, 0.01, record_actions=True)
+    cut = ("max_episode_steps=200",)  # the stock 1,000 steps, cut for speed
+    runner = EpisodeRunner(spec, [make_env(cfg.env, kwargs=cut)], table, 0.02, 0.01,
+                           record_actions=True)  # fmt: skip
     ended = run_all(runner, [ep._replace(end_on_fall=True)], theta=theta)[(0, 0)]
     full = run_all(runner, [ep], theta=theta)[(0, 0)]
-    assert full.length == 1000 and 1 < ended.length < 100
+    assert full.length == 200 and 1 < ended.length < 100
     np.testing.assert_array_equal(ended.actions, full.actions[: ended.length])
     env = make_env(cfg.env)
     env.reset(seed=5)
