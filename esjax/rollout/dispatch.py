@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import numpy as np
@@ -65,8 +66,9 @@ class UnitSequence:
             units = self._sample(self.key, gen, block, *self._args)
             self._cached = (gen, block), {k: np.asarray(v) for k, v in units._asdict().items()}
         u = {k: v[i] for k, v in self._cached[1].items()}
-        common = dict(gen=gen, unit=unit, offset=int(u["offset"]), env_seed=int(u["env_seed"]),
-                      noise_seed=int(u["noise_seed"]))  # fmt: skip
+        common: dict[str, Any] = dict(gen=gen, unit=unit, offset=int(u["offset"]),
+                                      env_seed=int(u["env_seed"]),
+                                      noise_seed=int(u["noise_seed"]))  # fmt: skip
         if u["is_eval"]:
             return [Episode(part=0, sign=0, calc_obstat=False, **common)]
         return [
