@@ -138,7 +138,7 @@ def test_a_resume_keeps_the_training_reward_and_refuses_another(tmp_path):
 def _short_run(env: str, envs_per_worker: int, resume_after: int | None = None, **kw):
     """Log rows and final θ of a short run of ``env`` with a training reward, inline
     (``envs_per_worker`` slots), optionally checkpointed and resumed midway."""
-    kw = {"timesteps_per_gen": 600, "eval_every": 0, **kw}
+    kw = {"timesteps_per_gen": 300, "eval_every": 0, **kw}
     cfg = Config(env=env, seed=2, population_size=6, max_generations=3,
                  noise_table_size=2_000_000, hidden_dims=(8,), num_workers=1,
                  envs_per_worker=envs_per_worker, backend="inline", **kw)  # fmt: skip
