@@ -78,7 +78,8 @@ def _assert_stopped_with_a_final_checkpoint(tmp_path, err):
     assert "leaked" not in err and "resource_tracker" not in err
     run = only_run_dir(tmp_path)
     store = CheckpointStore(run, read_only=True)
-    assert store.steps()[-1] == len(read_log(run))  # the last completed generation is saved
+    # the last completed generation is saved
+    assert store.steps()[-1] == len(read_log(run)), err[-3000:]
     store.close()
 
 
@@ -114,7 +115,7 @@ def test_make_train_stopped_by_a_group_sigterm_saves_its_checkpoint(tmp_path):
         time.sleep(0.2)
     run = only_run_dir(tmp_path)
     store = CheckpointStore(run, read_only=True)
-    assert store.steps()[-1] == len(read_log(run))
+    assert store.steps()[-1] == len(read_log(run)), err[-3000:]
     store.close()
     # a quiet stop: no resource-tracker warnings about leaked semaphores or shared memory
     assert "leaked" not in err and "resource_tracker" not in err and "Traceback" not in err
