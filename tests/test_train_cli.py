@@ -67,7 +67,7 @@ def test_stop_signal_checkpoints_stops_workers_and_resumes(tmp_path, sig, code):
     run = only_run_dir(tmp_path)
     rows = read_log(run)
     store = CheckpointStore(run, read_only=True)
-    assert store.steps()[-1] == len(rows)  # the last completed generation is saved
+    assert store.steps()[-1] == len(rows), err[-3000:]  # the last completed generation is saved
     store.close()
     proc = train("--resume", str(run), "--max-generations", str(len(rows) + 1), cwd=tmp_path)
     assert len(read_log(run)) == len(rows) + 1
