@@ -172,7 +172,7 @@ def test_best_within_counts_only_evaluations_inside_the_budget():
     assert best_within(run, 150) == 5.0 and best_within(run, 200) == 9.0
 
 
-def test_seed_report_cuts_each_run_at_the_budget(tmp_path):
+def test_seed_report_cuts_each_run_at_the_budget(tmp_path, capsys):
     """A run trained by hand (here 4 tiny generations, θ evaluated before each)
     summarized within a budget: evaluations of θs made past it are left out."""
     from esjax.run.seed_stats import eval_curve
@@ -199,3 +199,17 @@ def test_seed_report_cuts_each_run_at_the_budget(tmp_path):
     assert seed["total_env_steps"] == curve["steps"][3]  # the training steps up to the cut
     text = (tmp_path / "report" / "summary.md").read_text()
     assert "pendulum within" in text and "Target 1: median env steps to it 0" in text
+
+    # The report keeps the curve: a later report takes the seed from it, run dir gone.
+    stored = f"{tmp_path / 'report' / 'summary.json'}:3"
+    assert seed_report([stored, "--budget", str(budget), "--target", "1e9", "--title", "again",
+                        "--out", str(tmp_path / "again")]) == 0  # fmt: skip
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["seeds"] == summary["seeds"] and again["best"] == summary["best"]
+    for bad, says in ((f"{stored[:-2]}:4", "has no seed 4"),
+                      (stored, "reported past --budget")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            seed_report([bad, "--budget", str(curve["steps"][1]), "--target", "1",
+                         "--title", "t", "--out", str(tmp_path / "bad")])  # fmt: skip
+        assert exit_.value.code == 2
+        assert says in capsys.readouterr().err

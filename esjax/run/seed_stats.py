@@ -88,8 +88,10 @@ def aggregate(values: list[float]) -> dict:
 
 
 def summarize(runs: list[dict], target: float | None = None) -> dict:
-    """Per seed: best and final evaluation (and env steps to ``target``); across seeds:
-    ``aggregate`` of each. Runs without an evaluation are listed, not aggregated."""
+    """Per seed: best and final evaluation (and env steps to ``target``) and its curve
+    (``steps``, ``eval_mean``, ``eval_std``: a report can be made again without the run);
+    across seeds: ``aggregate`` of each. Runs without an evaluation are listed, not
+    aggregated."""
     per_seed = []
     for r in runs:
         row = {"seed": r["seed"], "run_dir": r["run_dir"], "wall_s": r["wall_s"],
@@ -98,6 +100,7 @@ def summarize(runs: list[dict], target: float | None = None) -> dict:
                "final": r["eval_mean"][-1] if r["eval_mean"] else math.nan}  # fmt: skip
         if target is not None:
             row["steps_to_target"] = first_reach(r["steps"], r["eval_mean"], target)
+        row["curve"] = {k: list(r[k]) for k in ("steps", "eval_mean", "eval_std") if k in r}
         per_seed.append(row)
     scored = [s for s in per_seed if s["evaluations"]]
     out = {"seeds": per_seed, "target": target}
