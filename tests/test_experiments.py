@@ -25,6 +25,17 @@ def test_every_preset_is_a_valid_config_of_a_registered_env(name):
     assert text.startswith("#"), f"{name}: say where its values come from"
 
 
+PROBES = sorted((REPO / "experiments" / "results").rglob("probe_presets/*.toml"))
+
+
+@pytest.mark.parametrize("path", PROBES, ids=[p.stem for p in PROBES])
+def test_every_probe_preset_in_the_results_still_loads(path):
+    """The results' reproduce commands (``--preset experiments/.../X.toml``) keep working:
+    each probe file is a valid config of a registered env."""
+    cfg = Config(**load_preset(str(path)))
+    check_env_id(cfg.env)
+
+
 def test_every_shipped_preset_was_measured_on_its_own_env():
     """A preset is a measurement: its env has committed runs in the results files, and
     the paper's envs and the headline AntBulletEnv-v0 keep theirs."""
