@@ -36,7 +36,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 
 # The main job: AntBulletEnv-v0 with its preset to 1e7 training timesteps, where its seed 0
-# walks (experiments/results/pybullet/AntBulletEnv-v0): about 55 minutes on 2 cores
+# walks (experiments/results/pybullet/AntBulletEnv-v0/obsfloor): 1-2 hours on 2 cores
 # (override PRESET, TIMESTEPS, ARGS).
 train: setup
 	$(PY) -m esjax.train --preset $(PRESET) --max-timesteps $(TIMESTEPS) $(ARGS)
