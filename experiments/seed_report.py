@@ -13,9 +13,8 @@ budget (training time, summed over resumes).
 
 A seed can also come from an earlier report's ``summary.json`` (``PATH:SEED``), whose
 record keeps its curve: seeds reported in different sessions are summarized together
-without their run directories (runs are not committed). Its curve is cut at ``--budget``;
-its wall time and env steps are the record's, so its report must not have had a larger
-budget.
+without their run directories (runs are not committed). Its wall time and env steps are
+the record's, so its evaluations must all lie within ``--budget``.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def run_within(run_dir: Path, budget: float) -> dict:
 
 def stored_seed(spec: str, budget: float) -> dict:
     """The seed ``SEED`` of ``PATH:SEED``, an earlier report's record with its curve,
-    cut at ``budget`` (ValueError naming the problem)."""
+    all within ``budget`` (ValueError naming the problem)."""
     path, _, seed = spec.rpartition(":")
     try:
         records = json.loads(Path(path).read_text())["seeds"]
@@ -70,9 +69,7 @@ def stored_seed(spec: str, budget: float) -> dict:
     if any(s > budget for s in record["curve"]["steps"]):
         raise ValueError(f"{spec}: reported past --budget {budget:,.0f} (its evaluations "
                          "go further); report its run directory instead")  # fmt: skip
-    curve = record["curve"]
-    keep = [i for i, s in enumerate(curve["steps"]) if s <= budget]
-    return {**{k: [curve[k][i] for i in keep] for k in ("steps", "eval_mean", "eval_std")},
+    return {**record["curve"],
             "seed": record["seed"], "run_dir": record["run_dir"], "wall_s": record["wall_s"],
             "total_env_steps": record["total_env_steps"]}  # fmt: skip
 
