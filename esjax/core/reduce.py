@@ -28,8 +28,12 @@ def ordered_sum(x: jax.Array) -> jax.Array:
 
 
 def ordered_norm(x: jax.Array) -> jax.Array:
-    """Euclidean norm of ``x`` (any shape), scalar: ``sqrt(ordered_sum(x * x))``."""
-    return jnp.sqrt(ordered_sum(x * x))
+    """Euclidean norm of ``x`` (any shape), scalar: ``sqrt(ordered_sum(x * x))``.
+
+    The square root is kept from the code that divides by it: XLA rewrites ``y / sqrt(s)``
+    to ``y * rsqrt(s)``, and its CPU code approximates rsqrt with an instruction whose last
+    bits differ between Intel and AMD; a correctly rounded sqrt and division do not."""
+    return jax.lax.optimization_barrier(jnp.sqrt(ordered_sum(x * x)))
 
 
 def ordered_mean(x: jax.Array) -> jax.Array:

@@ -33,3 +33,20 @@ def test_ordered_sum_of_an_empty_array_and_of_a_matrix():
     assert ordered_sum(jnp.zeros((0,), jnp.float32)) == 0
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     assert ordered_sum(x) == 66.0
+
+
+def test_a_ratio_of_norms_is_a_correctly_rounded_division_on_every_cpu():
+    """XLA turns y / sqrt(s) into y * rsqrt(s), an approximation whose last bits differ
+    between Intel and AMD (the golden UpdateRatio did): the update ratio of step_info
+    must compile to sqrt and divide only, and equal the float64 quotient rounded."""
+    from esjax.core.es import step_info
+
+    rng = np.random.default_rng(3)
+    g, u, theta = (rng.standard_normal(301).astype(np.float32) for _ in range(3))
+    info = jax.jit(step_info)(g, u, theta, 0.02)
+    hlo = jax.jit(step_info).lower(g, u, theta, 0.02).compile().as_text()
+    assert "rsqrt" not in hlo
+    want = np.float32(
+        np.float64(np.sqrt(tree_sum(u * u))) / np.float64(np.sqrt(tree_sum(theta * theta)))
+    )
+    assert np.float32(info.update_ratio) == want

@@ -13,7 +13,8 @@ the final θ to be equal bit for bit.
 
 All five were re-recorded when the bits were made independent of the CPU (issue 28: the
 update's reductions in a fixed order, XLA capped at AVX, the workers' network without
-BLAS): that change is the only one in them since.
+BLAS); the UpdateRatio column once more when its division was kept off XLA's approximate
+rsqrt (``esjax.core.reduce.ordered_norm``; θ and every other column unchanged).
 """
 
 from __future__ import annotations
